@@ -1,0 +1,3 @@
+"""Patchbay: a self-hosted, multi-tenant gateway for the Model Context Protocol."""
+
+__version__ = "0.1.0"

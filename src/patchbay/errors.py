@@ -1,0 +1,39 @@
+"""The exception tree; the edges (HTTP, JSON-RPC, CLI) map these to their own errors."""
+
+from __future__ import annotations
+
+
+class PatchbayError(Exception):
+    """Base of every error Patchbay raises on purpose."""
+
+    code = "error"
+
+
+class NotFound(PatchbayError):
+    code = "not_found"
+
+
+class Conflict(PatchbayError):
+    code = "conflict"
+
+
+class InvalidInput(PatchbayError):
+    code = "invalid_input"
+
+
+class Unauthenticated(PatchbayError):
+    code = "unauthenticated"
+
+
+class Forbidden(PatchbayError):
+    code = "forbidden"
+
+
+class UpstreamError(PatchbayError):
+    """An upstream MCP server could not be reached, crashed, timed out, or answered garbage."""
+
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "upstream_timeout"

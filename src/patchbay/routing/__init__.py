@@ -1,0 +1,1 @@
+"""Tool → upstream session (stdio / Streamable HTTP / SSE pool) or local engine."""

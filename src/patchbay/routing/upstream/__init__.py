@@ -1,0 +1,1 @@
+"""Connections to upstream MCP servers, one module per transport, pooled per process."""

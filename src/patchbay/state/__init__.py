@@ -1,0 +1,1 @@
+"""Shared state: in-process by default, Redis when several replicas share it."""

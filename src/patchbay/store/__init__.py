@@ -1,0 +1,1 @@
+"""Durable state: models, engine, migrations."""
