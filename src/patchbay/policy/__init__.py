@@ -1,1 +1,1 @@
-"""policy"""
+"""(Principal, tool) → decision. Pure functions."""

@@ -125,10 +125,14 @@ class TemplateConfig(Timestamped, Base):
     __tablename__ = "template_configs"
     __table_args__ = (UniqueConstraint("template_id", "org_id", "user_id"),)
 
-    template_id: Mapped[str] = mapped_column(ForeignKey("server_templates.id", ondelete="CASCADE"), index=True)
+    template_id: Mapped[str] = mapped_column(
+        ForeignKey("server_templates.id", ondelete="CASCADE"), index=True
+    )
     org_id: Mapped[str | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    ciphertext: Mapped[str] = mapped_column(Text)  # "kid:base64(nonce+ct)" of {"env": {...}, "headers": {...}}
+    ciphertext: Mapped[str] = mapped_column(
+        Text
+    )  # "kid:base64(nonce+ct)" of {"env": {...}, "headers": {...}}
 
 
 class Tool(Timestamped, Base):
@@ -188,7 +192,9 @@ class ServerTemplateLink(Timestamped, Base):
     __table_args__ = (UniqueConstraint("server_id", "template_id"),)
 
     server_id: Mapped[str] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), index=True)
-    template_id: Mapped[str] = mapped_column(ForeignKey("server_templates.id", ondelete="CASCADE"), index=True)
+    template_id: Mapped[str] = mapped_column(
+        ForeignKey("server_templates.id", ondelete="CASCADE"), index=True
+    )
     position: Mapped[int] = mapped_column(Integer, default=0)
 
     template: Mapped[ServerTemplate] = relationship()

@@ -14,6 +14,9 @@ from patchbay.jsonrpc_types import JSONObject
 
 Transport = Literal["stdio", "streamable_http", "sse"]
 
+# Which protocol era to speak upstream: "auto" probes server/discover and falls back to initialize.
+Era = Literal["auto", "modern", "legacy"]
+
 # What the gateway tells upstreams about itself.
 GATEWAY_CLIENT_INFO: JSONObject = {"name": "patchbay", "version": "0.1.0"}
 
@@ -30,6 +33,7 @@ class UpstreamSpec:
     cwd: str | None = None
     url: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    era: Era = "auto"
 
 
 class MessageSink(Protocol):

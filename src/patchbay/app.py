@@ -1,0 +1,92 @@
+"""The ASGI application: routes, lifespan, and ``serve``.
+
+Every MCP request runs the pipeline written out in ``patchbay.web.mcp_endpoint``:
+edge checks → authenticate → era → catalog → authorize + route (handler) → respond → audit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from patchbay.runtime import Gateway, build_gateway
+from patchbay.settings import Settings
+from patchbay.web.mcp_endpoint import McpEndpoint
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Starlette:
+    """Build the application; the gateway's resources open in the lifespan."""
+    gw = gateway or build_gateway(settings)
+    mcp = McpEndpoint(gw)
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            async with gw.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - readiness reports any failure instead of raising
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            checks["shared_store"] = "ok" if await asyncio.wait_for(gw.store.ping(), 2.0) else "error"
+        except Exception as exc:  # noqa: BLE001 - same: report, don't raise
+            checks["shared_store"] = f"error: {type(exc).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503
+        )
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]),
+            Route("/mcp/k/{key}", mcp, methods=["GET", "POST", "DELETE"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.gateway = gw
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Apply migrations, then run the gateway until SIGINT/SIGTERM (which drain the audit queue)."""
+    import uvicorn
+
+    from patchbay.bootstrap import prepare_database
+    from patchbay.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    prepare_database(settings)
+    app = create_app(settings)
+    logger.info("Patchbay listening on http://%s:%s/mcp", settings.host, settings.port)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,  # paths can hold keys (/mcp/k/...); the audit trail records requests instead
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )

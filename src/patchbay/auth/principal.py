@@ -1,0 +1,28 @@
+"""Who is calling: the small frozen value every later stage receives."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ToolGrant:
+    can_read: bool
+    can_write: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated API key: its org, server, owner and tool permissions."""
+
+    key_id: str
+    key_prefix: str
+    key_revision: int
+    org_id: str
+    server_id: str
+    server_revision: int
+    user_id: str
+    all_tools: bool
+    grants: Mapping[str, ToolGrant]  # tool id -> grant; empty when all_tools
+    auth_method: str = "api_key"

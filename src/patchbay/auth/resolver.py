@@ -1,0 +1,110 @@
+"""API key → Principal, checked against the database on every request.
+
+The lookup is one indexed query (key hash joined to its server's revision), so
+a revocation or expiry made by any process takes effect on the very next
+request. Permissions are cached per key revision; ``last_used_at`` is written
+in batches off the request path.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from patchbay.auth.keys import hash_key, looks_like_key
+from patchbay.auth.principal import Principal, ToolGrant
+from patchbay.errors import Unauthenticated
+from patchbay.store.models import ApiKey, ApiKeyToolPermission, Server
+
+logger = logging.getLogger(__name__)
+
+_KEY_QUERY = (
+    select(
+        ApiKey.id,
+        ApiKey.prefix,
+        ApiKey.revision,
+        ApiKey.org_id,
+        ApiKey.server_id,
+        ApiKey.user_id,
+        ApiKey.all_tools,
+        ApiKey.expires_at,
+        ApiKey.revoked_at,
+        Server.revision,
+        Server.status,
+    )
+    .join(Server, Server.id == ApiKey.server_id)
+    .where(ApiKey.secret_hash == bindparam("h"))
+)
+
+
+class KeyResolver:
+    """Resolves raw API keys; one per process."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes) -> None:
+        self._sessionmaker = sessionmaker
+        self._secret = secret
+        self._grants: dict[tuple[str, int], dict[str, ToolGrant]] = {}
+        self._used: dict[str, datetime] = {}
+
+    async def resolve(self, raw_key: str) -> Principal:
+        """The principal of ``raw_key``; raises Unauthenticated with the reason otherwise."""
+        if not looks_like_key(raw_key):
+            raise Unauthenticated("malformed API key")
+        digest = hash_key(raw_key, self._secret)
+        async with self._sessionmaker() as session:
+            row = (await session.execute(_KEY_QUERY, {"h": digest})).first()
+            if row is None:
+                raise Unauthenticated("unknown API key")
+            (key_id, prefix, key_rev, org_id, server_id, user_id, all_tools, expires, revoked, srv_rev, _) = (
+                row
+            )
+            if revoked is not None:
+                raise Unauthenticated(f"API key {prefix} was revoked")
+            now = datetime.now(UTC)
+            if expires is not None and _aware(expires) <= now:
+                raise Unauthenticated(f"API key {prefix} expired at {_aware(expires).isoformat()}")
+            grants: dict[str, ToolGrant] = {}
+            if not all_tools:
+                cached = self._grants.get((key_id, key_rev))
+                if cached is None:
+                    cached = await self._load_grants(session, key_id)
+                    self._grants[(key_id, key_rev)] = cached
+                grants = cached
+        self._used[key_id] = now
+        return Principal(
+            key_id=key_id,
+            key_prefix=prefix,
+            key_revision=key_rev,
+            org_id=org_id,
+            server_id=server_id,
+            server_revision=srv_rev,
+            user_id=user_id,
+            all_tools=all_tools,
+            grants=grants,
+        )
+
+    async def _load_grants(self, session: AsyncSession, key_id: str) -> dict[str, ToolGrant]:
+        rows = await session.execute(
+            select(
+                ApiKeyToolPermission.tool_id, ApiKeyToolPermission.can_read, ApiKeyToolPermission.can_write
+            ).where(ApiKeyToolPermission.api_key_id == key_id)
+        )
+        return {tool_id: ToolGrant(can_read=r, can_write=w) for tool_id, r, w in rows}
+
+    async def flush_last_used(self) -> None:
+        """Write the batched ``last_used_at`` stamps (called periodically and at shutdown)."""
+        if not self._used:
+            return
+        used, self._used = self._used, {}
+        async with self._sessionmaker() as session:
+            for key_id, when in used.items():
+                await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=when))
+            await session.commit()
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

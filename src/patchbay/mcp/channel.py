@@ -1,0 +1,139 @@
+"""The downstream side of one in-flight request: where upstream notifications and requests go.
+
+A legacy client gets them on the response's SSE stream (requests get a
+gateway id and the client answers with a POST that any replica may receive).
+A 2026-07-28 client cannot be sent requests: they become ``input_required``
+rounds, so the channel parks them until the client retries with answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from patchbay.jsonrpc_types import JSONObject
+from patchbay.mcp.protocol import INTERNAL_ERROR, MISSING_CLIENT_CAPABILITY
+from patchbay.mcp.session import reply_channel
+from patchbay.state.base import SharedStore
+
+Era = Literal["legacy", "modern"]
+
+# A server→client request needs the client capability of the same name.
+_CAPABILITY_OF = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
+_ids = itertools.count(1)
+
+
+@dataclass(slots=True)
+class InputRound:
+    """Server→client requests waiting for a 2026-07-28 client's next retry.
+
+    Each future resolves to ``{"result": ...}`` or ``{"error": ...}``.
+    """
+
+    requests: dict[str, JSONObject] = field(default_factory=dict)
+    futures: dict[str, asyncio.Future[JSONObject]] = field(default_factory=dict)
+
+
+class ResponseChannel:
+    """Implements the upstream ``MessageSink`` for one downstream request."""
+
+    def __init__(
+        self,
+        *,
+        era: Era,
+        store: SharedStore,
+        client_capabilities: JSONObject,
+        progress_token: Any = None,
+        request_timeout: float = 300.0,
+    ) -> None:
+        self.era = era
+        self.queue: asyncio.Queue[JSONObject] = asyncio.Queue()
+        self.input_round: InputRound | None = None
+        self.input_ready = asyncio.Event()
+        self._store = store
+        self._caps = client_capabilities
+        self._progress_token = progress_token
+        self.upstream_progress_token = f"pb-{secrets.token_hex(8)}" if progress_token is not None else None
+        self._timeout = request_timeout
+        # Set by the exchange that is writing this request's response, to wake it up.
+        self.on_activity: Callable[[], None] | None = None
+
+    def _put(self, message: JSONObject) -> None:
+        self.queue.put_nowait(message)
+        if self.on_activity is not None:
+            self.on_activity()
+
+    async def notification(self, message: JSONObject) -> None:
+        """Relay a request-scoped notification, restoring the client's own progress token."""
+        if message.get("method") == "notifications/progress":
+            if self._progress_token is None:
+                return
+            params = dict(message.get("params") or {})
+            params["progressToken"] = self._progress_token
+            message = {"jsonrpc": "2.0", "method": "notifications/progress", "params": params}
+        self._put(message)
+
+    async def request(self, message: JSONObject) -> JSONObject:
+        """Relay a server→client request; returns the JSON-RPC response for the upstream."""
+        method = str(message.get("method", ""))
+        upstream_id = message.get("id")
+        needed = _CAPABILITY_OF.get(method)
+        if needed is not None and needed not in self._caps:
+            return _error(upstream_id, MISSING_CLIENT_CAPABILITY, f"the client does not support {method}")
+        if self.era == "modern":
+            return await self._input_required(method, message)
+        gateway_id = f"pb-{next(_ids)}-{secrets.token_hex(6)}"
+        outgoing: JSONObject = {"jsonrpc": "2.0", "id": gateway_id, "method": method}
+        if "params" in message:
+            outgoing["params"] = message["params"]
+        async with self._store.subscribe(reply_channel(gateway_id)) as replies:
+            self._put(outgoing)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    async for _channel, raw in replies:
+                        answer = orjson.loads(raw)
+                        answer["id"] = upstream_id
+                        return dict(answer)
+            except TimeoutError:
+                return _error(upstream_id, INTERNAL_ERROR, f"the client did not answer {method} in time")
+        return _error(upstream_id, INTERNAL_ERROR, f"the client did not answer {method}")
+
+    async def _input_required(self, method: str, message: JSONObject) -> JSONObject:
+        if self.input_round is None:
+            self.input_round = InputRound()
+        key = f"r{len(self.input_round.requests) + 1}-{secrets.token_hex(4)}"
+        request: JSONObject = {"method": method}
+        if "params" in message:
+            request["params"] = message["params"]
+        future: asyncio.Future[JSONObject] = asyncio.get_running_loop().create_future()
+        self.input_round.requests[key] = request
+        self.input_round.futures[key] = future
+        self.input_ready.set()
+        if self.on_activity is not None:
+            self.on_activity()
+        try:
+            async with asyncio.timeout(self._timeout):
+                answer = await future
+        except TimeoutError:
+            return _error(message.get("id"), INTERNAL_ERROR, f"the client did not answer {method} in time")
+        return {"jsonrpc": "2.0", "id": message.get("id"), **answer}
+
+    def take_round(self) -> InputRound | None:
+        """Hand the parked requests to the endpoint, which answers the client with them."""
+        current, self.input_round = self.input_round, None
+        self.input_ready.clear()
+        return current
+
+
+def _error(request_id: Any, code: int, message: str) -> JSONObject:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}

@@ -1,0 +1,179 @@
+"""Run one handler and write its outcome: a JSON body, an SSE stream, or an input_required round.
+
+A handler that finishes before emitting anything gets a plain JSON response.
+The first notification (or, for a legacy client, server→client request)
+switches the response to ``text/event-stream``. For a 2026-07-28 client a
+server→client request parks the handler and answers ``input_required``; the
+client's retry carries ``requestState`` and resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.types import Send
+
+from patchbay.jsonrpc_types import JSONObject
+from patchbay.mcp.context import RequestContext
+from patchbay.mcp.handlers import CACHEABLE, Handler
+from patchbay.mcp.protocol import ERROR_HTTP_STATUS, INTERNAL_ERROR, INVALID_PARAMS, RpcError
+from patchbay.web.asgi import JSON_HEADERS, SSE_HEADERS, send_bytes, sse_event
+
+logger = logging.getLogger(__name__)
+
+CONTINUATION_PREFIX = "pbc1."
+CONTINUATION_TTL = 300.0
+
+
+@dataclass(slots=True)
+class Outcome:
+    http_status: int
+    bytes_out: int
+    error_code: int | None
+
+
+@dataclass(slots=True)
+class Continuation:
+    """A handler parked on an input_required round, waiting for the client's retry."""
+
+    ctx: RequestContext
+    task: asyncio.Task[JSONObject]
+    pending: dict[str, asyncio.Future[JSONObject]]
+    expires: float
+
+
+def finish(ctx: RequestContext, method: str, result: JSONObject) -> JSONObject:
+    """Add the fields a 2026-07-28 client expects on every result."""
+    if ctx.era != "modern":
+        return result
+    if "resultType" not in result:
+        result = {**result, "resultType": "complete"}
+    if method in CACHEABLE and "cacheScope" not in result:
+        result = {**result, "cacheScope": "private", "ttlMs": 0}
+    return result
+
+
+def _response(
+    ctx: RequestContext, method: str, task: asyncio.Task[JSONObject]
+) -> tuple[JSONObject, int | None]:
+    exc = task.exception()
+    if exc is None:
+        return {"jsonrpc": "2.0", "id": ctx.request_id, "result": finish(ctx, method, task.result())}, None
+    if isinstance(exc, RpcError):
+        error = exc
+    else:
+        error = RpcError(INTERNAL_ERROR, "internal error")
+        logger.error("handler for %s failed", method, exc_info=exc)
+    ctx.note.error_code = error.code
+    if ctx.note.status == "ok":
+        ctx.note.status = "error"
+    return {"jsonrpc": "2.0", "id": ctx.request_id, "error": error.to_error()}, error.code
+
+
+async def run_exchange(
+    ctx: RequestContext,
+    method: str,
+    handler: Handler | None,
+    params: JSONObject,
+    send: Send,
+    *,
+    resume: Continuation | None = None,
+    continuations: dict[str, Any],
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> Outcome:
+    """Drive the handler (or a resumed one) to its next answer and write it to ``send``."""
+    if resume is not None:
+        task = resume.task
+        ctx = resume.ctx
+    else:
+        assert handler is not None
+        task = asyncio.ensure_future(handler(ctx, params))
+    channel = ctx.channel
+    wake = asyncio.Event()
+    task.add_done_callback(lambda _t: wake.set())
+    channel.on_activity = wake.set
+    streaming = False
+    written = 0
+    headers = extra_headers or []
+    while True:
+        if not task.done() and channel.queue.empty() and not channel.input_ready.is_set():
+            await wake.wait()
+            wake.clear()
+        while not channel.queue.empty():
+            message = channel.queue.get_nowait()
+            if not streaming:
+                await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+                streaming = True
+            chunk = sse_event(message)
+            written += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if task.done():
+            response, code = _response(ctx, method, task)
+            if streaming:
+                chunk = sse_event(response)
+                await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                return Outcome(200, written + len(chunk), code)
+            body = orjson.dumps(response)
+            status = ERROR_HTTP_STATUS.get(code, 200) if (code is not None and ctx.era == "modern") else 200
+            await send_bytes(send, status, body, JSON_HEADERS + headers)
+            return Outcome(status, len(body), code)
+        if channel.input_ready.is_set():
+            round_ = channel.take_round()
+            if round_ is None:
+                continue
+            token = CONTINUATION_PREFIX + secrets.token_urlsafe(24)
+            continuations[token] = Continuation(
+                ctx=ctx, task=task, pending=round_.futures, expires=time.monotonic() + CONTINUATION_TTL
+            )
+            channel.on_activity = None
+            result = finish(
+                ctx,
+                method,
+                {"resultType": "input_required", "inputRequests": round_.requests, "requestState": token},
+            )
+            response = {"jsonrpc": "2.0", "id": ctx.request_id, "result": result}
+            if streaming:
+                chunk = sse_event(response)
+                await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                return Outcome(200, written + len(chunk), None)
+            body = orjson.dumps(response)
+            await send_bytes(send, 200, body, JSON_HEADERS + headers)
+            return Outcome(200, len(body), None)
+
+
+def take_continuation(
+    continuations: dict[str, Any], params: JSONObject, ctx: RequestContext
+) -> Continuation | None:
+    """The parked handler a retry resumes, with the client's answers delivered; None if not ours."""
+    state = params.get("requestState")
+    if not isinstance(state, str) or not state.startswith(CONTINUATION_PREFIX):
+        return None
+    now = time.monotonic()
+    for token in [t for t, c in continuations.items() if c.expires < now]:
+        stale = continuations.pop(token)
+        stale.task.cancel()
+    found = continuations.pop(state, None)
+    if not isinstance(found, Continuation) or found.ctx.principal.key_id != ctx.principal.key_id:
+        raise RpcError(
+            INVALID_PARAMS, "requestState is unknown or expired; send the request again without it"
+        )
+    answers = params.get("inputResponses") or {}
+    if not isinstance(answers, dict):
+        raise RpcError(INVALID_PARAMS, "inputResponses must be an object")
+    for key, future in found.pending.items():
+        if future.done():
+            continue
+        if key in answers and isinstance(answers[key], dict):
+            future.set_result({"result": answers[key]})
+        else:
+            future.set_result(
+                {"error": {"code": INVALID_PARAMS, "message": f"the client did not answer {key}"}}
+            )
+    found.ctx.request_id = ctx.request_id
+    return found

@@ -1,0 +1,350 @@
+"""One handler per MCP method. Each takes the request context and params, returns a result.
+
+Upstream results pass through unchanged except for the names the gateway
+rewrites (tool and prompt names) and the envelope fields a 2026-07-28 client
+expects on every result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from patchbay.errors import UpstreamError, UpstreamTimeout
+from patchbay.jsonrpc_types import JSONObject
+from patchbay.mcp.context import RequestContext
+from patchbay.mcp.protocol import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_LOG_LEVEL,
+    META_PROTOCOL_VERSION,
+    META_SERVER_INFO,
+    MODERN_VERSIONS,
+    REQUEST_TIMEOUT,
+    RESOURCE_NOT_FOUND,
+    SERVER_INFO,
+    RpcError,
+)
+from patchbay.policy.tools import decide, visible
+from patchbay.routing.catalog import Upstream
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[RequestContext, JSONObject], Awaitable[JSONObject]]
+_ENVELOPE_KEYS = (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL)
+
+
+# --- forwarding -----------------------------------------------------------------------------
+
+
+def upstream_params(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    """The client's params minus its envelope, with a progress token unique to this request."""
+    meta = params.get("_meta")
+    if not isinstance(meta, dict):
+        return params
+    out = dict(params)
+    clean = {k: v for k, v in meta.items() if k not in _ENVELOPE_KEYS}
+    if "progressToken" in clean:
+        clean["progressToken"] = ctx.channel.upstream_progress_token
+    if clean:
+        out["_meta"] = clean
+    else:
+        out.pop("_meta")
+    return out
+
+
+async def forward(ctx: RequestContext, upstream: Upstream, method: str, params: JSONObject) -> JSONObject:
+    """Send one request upstream and return its result, or raise its error as the client's error."""
+    gw = ctx.gateway
+    try:
+        response = await gw.pool.request(
+            upstream.spec, method, params, timeout=gw.settings.upstream_timeout, sink=ctx.channel
+        )
+    except UpstreamTimeout as exc:
+        raise RpcError(REQUEST_TIMEOUT, str(exc)) from exc
+    except UpstreamError as exc:
+        raise RpcError(INTERNAL_ERROR, str(exc)) from exc
+    error = response.get("error")
+    if error is not None:
+        if not isinstance(error, dict):
+            raise RpcError(INTERNAL_ERROR, f"upstream '{upstream.slug}' sent a malformed error")
+        raise RpcError(
+            int(error.get("code", INTERNAL_ERROR)), str(error.get("message", "")), error.get("data")
+        )
+    result = response.get("result")
+    if not isinstance(result, dict):
+        raise RpcError(INTERNAL_ERROR, f"upstream '{upstream.slug}' sent a result that is not an object")
+    if ctx.era == "legacy" and result.get("resultType") == "input_required":
+        return await _satisfy_for_legacy(ctx, upstream, method, params, result)
+    return result
+
+
+async def _satisfy_for_legacy(
+    ctx: RequestContext, upstream: Upstream, method: str, params: JSONObject, result: JSONObject
+) -> JSONObject:
+    """A 2026-07-28 upstream asked for input: ask the legacy client with real requests, then retry."""
+    for _ in range(10):
+        responses: JSONObject = {}
+        for key, req in (result.get("inputRequests") or {}).items():
+            answer = await ctx.channel.request({"jsonrpc": "2.0", "id": key, **req})
+            if "error" in answer:
+                err = answer["error"]
+                raise RpcError(int(err.get("code", INTERNAL_ERROR)), str(err.get("message", "")))
+            responses[key] = answer.get("result")
+        retry = dict(params)
+        if responses:
+            retry["inputResponses"] = responses
+        if result.get("requestState") is not None:
+            retry["requestState"] = result["requestState"]
+        result = await forward(ctx, upstream, method, retry)
+        if result.get("resultType") != "input_required":
+            return result
+    raise RpcError(INTERNAL_ERROR, f"upstream '{upstream.slug}' asked for input too many times")
+
+
+# --- cursors over several upstreams ---------------------------------------------------------
+
+
+def _encode_cursor(index: int, cursor: Any) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([index, cursor])).decode()
+
+
+def _decode_cursor(cursor: Any) -> tuple[int, Any]:
+    if cursor is None:
+        return 0, None
+    try:
+        index, inner = orjson.loads(base64.urlsafe_b64decode(str(cursor)))
+        return int(index), inner
+    except (ValueError, TypeError) as exc:
+        raise RpcError(INVALID_PARAMS, "invalid cursor") from exc
+
+
+async def _fan_out_list(
+    ctx: RequestContext,
+    params: JSONObject,
+    *,
+    capability: str,
+    method: str,
+    key: str,
+    rename: Callable[[Upstream, JSONObject], JSONObject],
+) -> JSONObject:
+    """One page of a list merged over the upstreams that have ``capability``, in order."""
+    upstreams = ctx.catalog.with_capability(capability)
+    index, inner = _decode_cursor(params.get("cursor"))
+    while index < len(upstreams):
+        up = upstreams[index]
+        call: JSONObject = upstream_params(ctx, {k: v for k, v in params.items() if k != "cursor"})
+        if inner is not None:
+            call["cursor"] = inner
+        result = await forward(ctx, up, method, call)
+        items = [rename(up, item) for item in result.get(key) or [] if isinstance(item, dict)]
+        nxt = result.get("nextCursor")
+        page: JSONObject = {key: items}
+        if nxt:
+            page["nextCursor"] = _encode_cursor(index, nxt)
+        elif index + 1 < len(upstreams):
+            page["nextCursor"] = _encode_cursor(index + 1, None)
+        if items or "nextCursor" not in page:
+            return page
+        index, inner = index + 1, None
+    return {key: []}
+
+
+# --- methods --------------------------------------------------------------------------------
+
+
+async def ping(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    return {}
+
+
+async def tools_list(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    return {"tools": ctx.gateway.visible_tools(ctx.principal, ctx.catalog)}
+
+
+async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    name = params.get("name")
+    if not isinstance(name, str):
+        raise RpcError(INVALID_PARAMS, "tools/call needs a tool name")
+    ctx.note.tool_name = name
+    route = ctx.catalog.tools.get(name)
+    if route is None:
+        raise RpcError(INVALID_PARAMS, f"Unknown tool: '{name}'", {"tool": name})
+    ctx.note.tool_id = route.tool_id
+    decision = decide(ctx.principal, route)
+    if not decision.allowed:
+        ctx.note.status = "denied"
+        raise RpcError(INVALID_PARAMS, f"Tool '{name}' is not allowed: {decision.reason}", {"tool": name})
+    call = upstream_params(ctx, params)
+    call["name"] = route.upstream_name
+    return await forward(ctx, route.upstream, "tools/call", call)
+
+
+def _rename_prompt(ctx: RequestContext) -> Callable[[Upstream, JSONObject], JSONObject]:
+    def rename(up: Upstream, item: JSONObject) -> JSONObject:
+        if ctx.catalog.plain_names or "name" not in item:
+            return item
+        return {**item, "name": ctx.catalog.expose(up, str(item["name"]))}
+
+    return rename
+
+
+def _own_resource(ctx: RequestContext) -> Callable[[Upstream, JSONObject], JSONObject]:
+    def own(up: Upstream, item: JSONObject) -> JSONObject:
+        uri = item.get("uri")
+        if isinstance(uri, str):
+            ctx.catalog.resource_owner.setdefault(uri, up)
+        return item
+
+    return own
+
+
+async def prompts_list(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    return await _fan_out_list(
+        ctx, params, capability="prompts", method="prompts/list", key="prompts", rename=_rename_prompt(ctx)
+    )
+
+
+async def prompts_get(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    name = params.get("name")
+    owner = ctx.catalog.unexpose(name) if isinstance(name, str) else None
+    if owner is None:
+        raise RpcError(INVALID_PARAMS, f"Unknown prompt: '{name}'")
+    up, upstream_name = owner
+    call = upstream_params(ctx, params)
+    call["name"] = upstream_name
+    return await forward(ctx, up, "prompts/get", call)
+
+
+async def resources_list(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    return await _fan_out_list(
+        ctx,
+        params,
+        capability="resources",
+        method="resources/list",
+        key="resources",
+        rename=_own_resource(ctx),
+    )
+
+
+async def resource_templates_list(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    return await _fan_out_list(
+        ctx,
+        params,
+        capability="resources",
+        method="resources/templates/list",
+        key="resourceTemplates",
+        rename=lambda _up, item: item,
+    )
+
+
+async def _by_resource(ctx: RequestContext, uri: str, method: str, params: JSONObject) -> JSONObject:
+    """Send a URI-addressed request to the upstream that owns the URI (or the first that has it)."""
+    owner = ctx.catalog.resource_owner.get(uri)
+    candidates = [owner] if owner is not None else ctx.catalog.with_capability("resources")
+    if not candidates:
+        raise RpcError(RESOURCE_NOT_FOUND, f"Resource not found: {uri}", {"uri": uri})
+    last: RpcError | None = None
+    for up in candidates:
+        try:
+            result = await forward(ctx, up, method, upstream_params(ctx, params))
+        except RpcError as exc:
+            if exc.code not in (RESOURCE_NOT_FOUND, INVALID_PARAMS) or len(candidates) == 1:
+                raise
+            last = exc
+            continue
+        ctx.catalog.resource_owner.setdefault(uri, up)
+        return result
+    assert last is not None
+    raise last
+
+
+async def resources_read(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    uri = params.get("uri")
+    if not isinstance(uri, str):
+        raise RpcError(INVALID_PARAMS, "resources/read needs a uri")
+    return await _by_resource(ctx, uri, "resources/read", params)
+
+
+async def completion_complete(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    ref = params.get("ref")
+    if not isinstance(ref, dict):
+        raise RpcError(INVALID_PARAMS, "completion/complete needs a ref")
+    if ref.get("type") == "ref/prompt":
+        owner = ctx.catalog.unexpose(str(ref.get("name")))
+        if owner is None:
+            raise RpcError(INVALID_PARAMS, f"Unknown prompt: '{ref.get('name')}'")
+        up, upstream_name = owner
+        call = upstream_params(ctx, params)
+        call["ref"] = {**ref, "name": upstream_name}
+        return await forward(ctx, up, "completion/complete", call)
+    if ref.get("type") == "ref/resource":
+        return await _by_resource(ctx, str(ref.get("uri")), "completion/complete", params)
+    raise RpcError(INVALID_PARAMS, f"unknown completion ref type {ref.get('type')!r}")
+
+
+async def logging_set_level(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    level = params.get("level")
+    if not isinstance(level, str):
+        raise RpcError(INVALID_PARAMS, "logging/setLevel needs a level")
+    if ctx.session is not None:
+        ctx.session.log_level = level
+        await ctx.gateway.sessions.save(ctx.session)
+    upstreams = ctx.catalog.with_capability("logging")
+    # Best effort: one upstream refusing a level must not fail the client's request.
+    await asyncio.gather(
+        *(forward(ctx, up, "logging/setLevel", {"level": level}) for up in upstreams), return_exceptions=True
+    )
+    return {}
+
+
+async def server_discover(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    result: JSONObject = {
+        "supportedVersions": list(MODERN_VERSIONS),
+        "capabilities": ctx.catalog.capabilities,
+        "cacheScope": "private",
+        "ttlMs": 0,
+        "_meta": {META_SERVER_INFO: SERVER_INFO},
+    }
+    if ctx.catalog.instructions:
+        result["instructions"] = ctx.catalog.instructions
+    return result
+
+
+HANDLERS: dict[str, Handler] = {
+    "ping": ping,
+    "tools/list": tools_list,
+    "tools/call": tools_call,
+    "prompts/list": prompts_list,
+    "prompts/get": prompts_get,
+    "resources/list": resources_list,
+    "resources/templates/list": resource_templates_list,
+    "resources/read": resources_read,
+    "completion/complete": completion_complete,
+    "logging/setLevel": logging_set_level,
+    "server/discover": server_discover,
+}
+
+# Methods that need a capability the server may not have.
+REQUIRED_CAPABILITY: dict[str, str] = {
+    "prompts/list": "prompts",
+    "prompts/get": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resources",
+    "resources/read": "resources",
+    "completion/complete": "completions",
+    "logging/setLevel": "logging",
+}
+
+# Results a 2026-07-28 client may cache; they carry a cache scope and TTL.
+CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list"})
+
+
+def visible_tool_definitions(ctx: RequestContext) -> list[JSONObject]:
+    return [r.definition for r in ctx.catalog.tools.values() if visible(ctx.principal, r)]

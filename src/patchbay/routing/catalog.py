@@ -1,0 +1,192 @@
+"""What one server exposes: its upstreams and the tools a client may see, by exposed name.
+
+A catalog is built from the database once per server revision and shared by
+every request of every key of that server; per-key filtering happens on top.
+Any change that alters what a server exposes bumps ``Server.revision``, and the
+revision arrives with each request's key lookup, so a stale catalog is never used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from patchbay.errors import NotFound
+from patchbay.jsonrpc_types import JSONObject
+from patchbay.routing.upstream.base import UpstreamSpec
+from patchbay.services.naming import exposed_tool_names, prefixed_name
+from patchbay.services.upstreams import upstream_spec
+from patchbay.store.models import Server, ServerTemplateLink, ServerTool
+
+SEPARATOR = "__"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """One upstream of a server, as routing needs it."""
+
+    template_id: str
+    slug: str
+    spec: UpstreamSpec
+    capabilities: JSONObject
+    protocol_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRoute:
+    exposed_name: str
+    tool_id: str
+    upstream: Upstream
+    upstream_name: str
+    definition: JSONObject  # as the client sees it (exposed name, overridden description)
+    read_only: bool
+
+
+@dataclass
+class Catalog:
+    server_id: str
+    org_id: str
+    revision: int
+    plain_names: bool
+    upstreams: list[Upstream]
+    tools: dict[str, ToolRoute]
+    capabilities: JSONObject
+    instructions: str | None
+    # Filled lazily from list calls: exposed resource URI / prompt name -> (upstream, upstream's name).
+    resource_owner: dict[str, Upstream] = field(default_factory=dict)
+
+    def upstream_by_slug(self, slug: str) -> Upstream | None:
+        for up in self.upstreams:
+            if up.slug == slug:
+                return up
+        return None
+
+    def with_capability(self, name: str) -> list[Upstream]:
+        return [u for u in self.upstreams if name in u.capabilities]
+
+    def expose(self, upstream: Upstream, name: str) -> str:
+        """The name a prompt (or other named item) of ``upstream`` gets downstream."""
+        return name if self.plain_names else prefixed_name(upstream.slug, name)
+
+    def unexpose(self, exposed: str) -> tuple[Upstream, str] | None:
+        """Which upstream owns an exposed prompt name, and the upstream's own name for it."""
+        if self.plain_names:
+            owners = self.with_capability("prompts")
+            return (owners[0], exposed) if len(owners) == 1 else None
+        slug, sep, name = exposed.partition(SEPARATOR)
+        up = self.upstream_by_slug(slug) if sep else None
+        return (up, name) if up is not None else None
+
+
+def aggregate_capabilities(upstreams: list[Upstream]) -> JSONObject:
+    """Only what at least one upstream really has; list_changed is not promised (yet)."""
+    caps: JSONObject = {}
+    if any("tools" in u.capabilities for u in upstreams) or not upstreams:
+        caps["tools"] = {}
+    if any("resources" in u.capabilities for u in upstreams):
+        caps["resources"] = {}
+    if any("prompts" in u.capabilities for u in upstreams):
+        caps["prompts"] = {}
+    if any("completions" in u.capabilities for u in upstreams):
+        caps["completions"] = {}
+    if any("logging" in u.capabilities for u in upstreams):
+        caps["logging"] = {}
+    return caps
+
+
+class CatalogCache:
+    """Per-process cache of catalogs keyed by (server id, revision)."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes) -> None:
+        self._sessionmaker = sessionmaker
+        self._secret = secret
+        self._catalogs: dict[str, Catalog] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, server_id: str, revision: int) -> Catalog:
+        found = self._catalogs.get(server_id)
+        if found is not None and found.revision == revision:
+            return found
+        lock = self._locks.setdefault(server_id, asyncio.Lock())
+        async with lock:
+            found = self._catalogs.get(server_id)
+            if found is not None and found.revision >= revision:
+                return found
+            async with self._sessionmaker() as session:
+                built = await build_catalog(session, server_id=server_id, secret=self._secret)
+            self._catalogs[server_id] = built
+            return built
+
+    def invalidate(self, server_id: str) -> None:
+        self._catalogs.pop(server_id, None)
+
+
+async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes) -> Catalog:
+    """Load a server with its upstreams and enabled tools and name everything."""
+    server = (
+        await session.execute(
+            select(Server)
+            .where(Server.id == server_id)
+            .options(
+                selectinload(Server.templates).selectinload(ServerTemplateLink.template),
+                selectinload(Server.tools).selectinload(ServerTool.tool),
+            )
+        )
+    ).scalar_one_or_none()
+    if server is None:
+        raise NotFound(f"server {server_id} does not exist")
+    upstreams: dict[str, Upstream] = {}
+    instructions: list[str] = []
+    for link in server.templates:
+        tpl = link.template
+        spec = await upstream_spec(session, template=tpl, org_id=server.org_id, secret=secret)
+        upstreams[tpl.id] = Upstream(
+            template_id=tpl.id,
+            slug=tpl.slug,
+            spec=spec,
+            capabilities=dict(tpl.capabilities or {}),
+            protocol_version=tpl.protocol_version,
+        )
+        if tpl.instructions:
+            instructions.append(f"{tpl.slug}: {tpl.instructions}")
+    names = exposed_tool_names(server, server.tools)
+    tools: dict[str, ToolRoute] = {}
+    for st in server.tools:
+        tool = st.tool
+        up = upstreams.get(tool.template_id or "")
+        if not st.enabled or tool.status != "active" or up is None:
+            continue
+        exposed = names[st.id]
+        tools[exposed] = ToolRoute(
+            exposed_name=exposed,
+            tool_id=tool.id,
+            upstream=up,
+            upstream_name=tool.name,
+            definition=_exposed_definition(tool.definition, exposed, st.override_description),
+            read_only=tool.read_only,
+        )
+    ordered = list(upstreams.values())
+    return Catalog(
+        server_id=server.id,
+        org_id=server.org_id,
+        revision=server.revision,
+        plain_names=server.plain_names,
+        upstreams=ordered,
+        tools=dict(sorted(tools.items())),
+        capabilities=aggregate_capabilities(ordered),
+        instructions="\n".join(instructions) or None,
+    )
+
+
+def _exposed_definition(definition: Mapping[str, Any], name: str, description: str | None) -> JSONObject:
+    out = dict(definition)
+    out["name"] = name
+    if description is not None:
+        out["description"] = description
+    return out

@@ -1,0 +1,104 @@
+"""The live objects of one gateway process, created at startup and closed at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from patchbay.audit.writer import AuditWriter
+from patchbay.auth.principal import Principal
+from patchbay.auth.resolver import KeyResolver
+from patchbay.jsonrpc_types import JSONObject
+from patchbay.mcp.session import SessionStore
+from patchbay.policy.tools import visible
+from patchbay.routing.catalog import Catalog, CatalogCache
+from patchbay.routing.upstream.pool import UpstreamPool
+from patchbay.settings import Settings
+from patchbay.state import make_store
+from patchbay.state.base import SharedStore
+from patchbay.store.db import make_engine, make_sessionmaker
+
+logger = logging.getLogger(__name__)
+
+_LIST_CACHE_SIZE = 4096
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    secret: bytes
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    store: SharedStore
+    pool: UpstreamPool
+    audit: AuditWriter
+    resolver: KeyResolver
+    catalogs: CatalogCache
+    sessions: SessionStore
+    continuations: dict[str, object] = field(default_factory=dict)
+    _tool_lists: OrderedDict[tuple[str, int, str, int], list[JSONObject]] = field(default_factory=OrderedDict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def visible_tools(self, principal: Principal, catalog: Catalog) -> list[JSONObject]:
+        """The tool definitions a key may see, cached per catalog revision and key revision."""
+        key = (catalog.server_id, catalog.revision, principal.key_id, principal.key_revision)
+        found = self._tool_lists.get(key)
+        if found is None:
+            found = [r.definition for r in catalog.tools.values() if visible(principal, r)]
+            self._tool_lists[key] = found
+            if len(self._tool_lists) > _LIST_CACHE_SIZE:
+                self._tool_lists.popitem(last=False)
+        return found
+
+    async def start(self) -> None:
+        await self.pool.start()
+        await self.audit.start()
+        self._tasks.append(asyncio.create_task(self._housekeeping()))
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            try:
+                await self.resolver.flush_last_used()
+            except Exception:  # keep the loop alive whatever the database does
+                logger.exception("could not record key usage")
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self.resolver.flush_last_used()
+        await self.audit.aclose()
+        await self.pool.aclose()
+        await self.store.aclose()
+        await self.engine.dispose()
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    secret = settings.resolve_secret_key()
+    engine = make_engine(settings.effective_database_url)
+    sessionmaker = make_sessionmaker(engine)
+    store = make_store(settings)
+    return Gateway(
+        settings=settings,
+        secret=secret,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        store=store,
+        pool=UpstreamPool(
+            max_stdio_processes=settings.stdio_max_processes,
+            idle_seconds=settings.stdio_idle_seconds,
+            connect_timeout=settings.upstream_connect_timeout,
+        ),
+        audit=AuditWriter(sessionmaker),
+        resolver=KeyResolver(sessionmaker, secret),
+        catalogs=CatalogCache(sessionmaker, secret),
+        sessions=SessionStore(store, ttl=settings.session_ttl_seconds),
+    )

@@ -1,0 +1,74 @@
+"""Small raw-ASGI helpers for the hot path (no Request/Response objects per call)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from patchbay.jsonrpc_types import JSONObject
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """Lower-case header name → value (the last one wins; duplicates are checked separately)."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def duplicated(scope: Scope, names: frozenset[bytes]) -> str | None:
+    seen: set[bytes] = set()
+    for k, _ in scope["headers"]:
+        if k in names:
+            if k in seen:
+                return k.decode()
+            seen.add(k)
+    return None
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def send_bytes(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    hdrs = list(headers or JSON_HEADERS)
+    hdrs.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(
+    send: Send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None
+) -> int:
+    body = orjson.dumps(payload)
+    await send_bytes(send, status, body, JSON_HEADERS + (extra or []))
+    return len(body)
+
+
+def sse_event(message: JSONObject) -> bytes:
+    return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
