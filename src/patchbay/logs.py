@@ -32,3 +32,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every upstream request line at INFO; URLs may carry credentials.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

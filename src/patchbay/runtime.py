@@ -8,13 +8,14 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from patchbay.audit.writer import AuditWriter
 from patchbay.auth.principal import Principal
 from patchbay.auth.resolver import KeyResolver
 from patchbay.jsonrpc_types import JSONObject
-from patchbay.mcp.session import SessionStore
+from patchbay.mcp.session import SessionStore, server_events_channel
 from patchbay.policy.tools import visible
 from patchbay.routing.catalog import Catalog, CatalogCache
 from patchbay.routing.upstream.pool import UpstreamPool
@@ -26,6 +27,7 @@ from patchbay.store.db import make_engine, make_sessionmaker
 logger = logging.getLogger(__name__)
 
 _LIST_CACHE_SIZE = 4096
+RELAYED_EVENTS = frozenset({"notifications/resources/updated"})
 
 
 @dataclass
@@ -56,9 +58,18 @@ class Gateway:
         return found
 
     async def start(self) -> None:
+        self.pool.on_notification(self._upstream_event)
         await self.pool.start()
         await self.audit.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+
+    async def _upstream_event(self, spec_key: str, method: str, params: JSONObject) -> None:
+        """Fan an upstream's connection-level event out to every server that routes to it."""
+        if method not in RELAYED_EVENTS:
+            return
+        message = orjson.dumps({"jsonrpc": "2.0", "method": method, "params": params})
+        for server_id in self.catalogs.servers_using(spec_key):
+            await self.store.publish(server_events_channel(server_id), message)
 
     async def _housekeeping(self) -> None:
         while True:

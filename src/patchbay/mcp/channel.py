@@ -63,7 +63,6 @@ class ResponseChannel:
         self._store = store
         self._caps = client_capabilities
         self._progress_token = progress_token
-        self.upstream_progress_token = f"pb-{secrets.token_hex(8)}" if progress_token is not None else None
         self._timeout = request_timeout
         # Set by the exchange that is writing this request's response, to wake it up.
         self.on_activity: Callable[[], None] | None = None
@@ -74,13 +73,9 @@ class ResponseChannel:
             self.on_activity()
 
     async def notification(self, message: JSONObject) -> None:
-        """Relay a request-scoped notification, restoring the client's own progress token."""
-        if message.get("method") == "notifications/progress":
-            if self._progress_token is None:
-                return
-            params = dict(message.get("params") or {})
-            params["progressToken"] = self._progress_token
-            message = {"jsonrpc": "2.0", "method": "notifications/progress", "params": params}
+        """Relay a request-scoped notification (the pool has already restored the progress token)."""
+        if message.get("method") == "notifications/progress" and self._progress_token is None:
+            return
         self._put(message)
 
     async def request(self, message: JSONObject) -> JSONObject:

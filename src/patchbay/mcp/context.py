@@ -36,4 +36,5 @@ class RequestContext:
     channel: ResponseChannel
     session: LegacySession | None = None
     request_id: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
     note: AuditNote = field(default_factory=AuditNote)

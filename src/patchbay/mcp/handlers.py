@@ -18,7 +18,9 @@ import orjson
 from patchbay.errors import UpstreamError, UpstreamTimeout
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.context import RequestContext
+from patchbay.mcp.param_headers import mismatch
 from patchbay.mcp.protocol import (
+    HEADER_MISMATCH,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     META_CLIENT_CAPABILITIES,
@@ -32,32 +34,31 @@ from patchbay.mcp.protocol import (
     SERVER_INFO,
     RpcError,
 )
-from patchbay.policy.tools import decide, visible
+from patchbay.policy.tools import decide
 from patchbay.routing.catalog import Upstream
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[RequestContext, JSONObject], Awaitable[JSONObject]]
-_ENVELOPE_KEYS = (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL)
+_DROPPED_META = (META_PROTOCOL_VERSION, META_CLIENT_INFO)
 
 
 # --- forwarding -----------------------------------------------------------------------------
 
 
 def upstream_params(ctx: RequestContext, params: JSONObject) -> JSONObject:
-    """The client's params minus its envelope, with a progress token unique to this request."""
+    """The client's params as an upstream should see them.
+
+    The client's own version and identity stay here; what it can do (its capabilities) and
+    the log level it asked for travel on, so a 2026-07-28 upstream decides as it would for
+    the client directly. Progress tokens are made unique per connection by the pool.
+    """
     meta = params.get("_meta")
-    if not isinstance(meta, dict):
-        return params
-    out = dict(params)
-    clean = {k: v for k, v in meta.items() if k not in _ENVELOPE_KEYS}
-    if "progressToken" in clean:
-        clean["progressToken"] = ctx.channel.upstream_progress_token
-    if clean:
-        out["_meta"] = clean
-    else:
-        out.pop("_meta")
-    return out
+    clean = {k: v for k, v in meta.items() if k not in _DROPPED_META} if isinstance(meta, dict) else {}
+    clean[META_CLIENT_CAPABILITIES] = ctx.client_capabilities
+    if META_LOG_LEVEL not in clean and ctx.session is not None and ctx.session.log_level:
+        clean[META_LOG_LEVEL] = ctx.session.log_level
+    return {**params, "_meta": clean}
 
 
 async def forward(ctx: RequestContext, upstream: Upstream, method: str, params: JSONObject) -> JSONObject:
@@ -181,6 +182,10 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
     if not decision.allowed:
         ctx.note.status = "denied"
         raise RpcError(INVALID_PARAMS, f"Tool '{name}' is not allowed: {decision.reason}", {"tool": name})
+    if route.param_marks and ctx.era == "modern":
+        problem = mismatch(route.param_marks, params.get("arguments"), ctx.headers)
+        if problem is not None:
+            raise RpcError(HEADER_MISMATCH, problem)
     call = upstream_params(ctx, params)
     call["name"] = route.upstream_name
     return await forward(ctx, route.upstream, "tools/call", call)
@@ -272,6 +277,28 @@ async def resources_read(ctx: RequestContext, params: JSONObject) -> JSONObject:
     return await _by_resource(ctx, uri, "resources/read", params)
 
 
+async def resources_subscribe(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    uri = params.get("uri")
+    if not isinstance(uri, str) or ctx.session is None:
+        raise RpcError(INVALID_PARAMS, "resources/subscribe needs a uri and a session")
+    await _by_resource(ctx, uri, "resources/subscribe", params)
+    if uri not in ctx.session.subscriptions:
+        ctx.session.subscriptions.append(uri)
+        await ctx.gateway.sessions.save(ctx.session)
+    return {}
+
+
+async def resources_unsubscribe(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    """Stop relaying updates to this session; the pooled upstream subscription may serve others."""
+    uri = params.get("uri")
+    if not isinstance(uri, str) or ctx.session is None:
+        raise RpcError(INVALID_PARAMS, "resources/unsubscribe needs a uri and a session")
+    if uri in ctx.session.subscriptions:
+        ctx.session.subscriptions.remove(uri)
+        await ctx.gateway.sessions.save(ctx.session)
+    return {}
+
+
 async def completion_complete(ctx: RequestContext, params: JSONObject) -> JSONObject:
     ref = params.get("ref")
     if not isinstance(ref, dict):
@@ -326,6 +353,8 @@ HANDLERS: dict[str, Handler] = {
     "resources/list": resources_list,
     "resources/templates/list": resource_templates_list,
     "resources/read": resources_read,
+    "resources/subscribe": resources_subscribe,
+    "resources/unsubscribe": resources_unsubscribe,
     "completion/complete": completion_complete,
     "logging/setLevel": logging_set_level,
     "server/discover": server_discover,
@@ -338,13 +367,14 @@ REQUIRED_CAPABILITY: dict[str, str] = {
     "resources/list": "resources",
     "resources/templates/list": "resources",
     "resources/read": "resources",
+    "resources/subscribe": "resources",
+    "resources/unsubscribe": "resources",
     "completion/complete": "completions",
     "logging/setLevel": "logging",
 }
 
+# Removed from the 2026-07-28 wire: a modern client asking for them gets method-not-found.
+LEGACY_ONLY = frozenset({"ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
+
 # Results a 2026-07-28 client may cache; they carry a cache scope and TTL.
 CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list"})
-
-
-def visible_tool_definitions(ctx: RequestContext) -> list[JSONObject]:
-    return [r.definition for r in ctx.catalog.tools.values() if visible(ctx.principal, r)]

@@ -23,6 +23,7 @@ class LegacySession:
     client_info: JSONObject = field(default_factory=dict)
     log_level: str | None = None
     initialized: bool = False
+    subscriptions: list[str] = field(default_factory=list)
 
 
 class SessionStore:
@@ -67,6 +68,11 @@ class SessionStore:
 def session_channel(session_id: str) -> str:
     """Pub/sub channel of messages for a session's standalone GET stream."""
     return f"mcp:session:{session_id}"
+
+
+def server_events_channel(server_id: str) -> str:
+    """Pub/sub channel of events every client of a server may care about (resource updates, list changes)."""
+    return f"mcp:server:{server_id}"
 
 
 def reply_channel(request_id: str) -> str:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import orjson
 from starlette.types import Receive, Send
 
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.exchange import Outcome
 from patchbay.mcp.protocol import META_SUBSCRIPTION_ID
-from patchbay.mcp.session import LegacySession
+from patchbay.mcp.session import LegacySession, server_events_channel
 from patchbay.web.asgi import SSE_HEADERS, sse_event
 
 if TYPE_CHECKING:
@@ -30,10 +32,20 @@ async def _until_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _pump(send: Send, channel: str, gw: Gateway, first: list[JSONObject], receive: Receive) -> int:
-    """Send ``first`` then every message published on ``channel`` until the client goes away."""
+Accept = Callable[[bytes], Awaitable[bool]]
+
+
+async def _pump(
+    send: Send,
+    channels: list[str],
+    gw: Gateway,
+    first: list[JSONObject],
+    receive: Receive,
+    accept: Accept | None,
+) -> int:
+    """Send ``first`` then every accepted message published on ``channels`` until the client goes away."""
     written = 0
-    async with gw.store.subscribe(channel) as messages:
+    async with gw.store.subscribe(*channels) as messages:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         for message in first:
             chunk = sse_event(message)
@@ -51,6 +63,8 @@ async def _pump(send: Send, channel: str, gw: Gateway, first: list[JSONObject], 
                 )
                 if nxt in done:
                     _channel, raw = nxt.result()
+                    if accept is not None and not await accept(raw):
+                        continue
                     chunk = b"event: message\ndata: " + raw + b"\n\n"
                     written += len(chunk)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -70,8 +84,17 @@ async def _pump(send: Send, channel: str, gw: Gateway, first: list[JSONObject], 
 async def serve_legacy_stream(
     gw: Gateway, session: LegacySession, receive: Receive, send: Send, channel: str
 ) -> None:
-    """The 2025-11-25 standalone GET stream of a session."""
-    await _pump(send, channel, gw, [], receive)
+    """The 2025-11-25 standalone GET stream of a session: its own messages and its server's events."""
+
+    async def accept(raw: bytes) -> bool:
+        message = orjson.loads(raw)
+        if message.get("method") != "notifications/resources/updated":
+            return True
+        current = await gw.sessions.load(session.id)
+        uri = (message.get("params") or {}).get("uri")
+        return current is not None and uri in current.subscriptions
+
+    await _pump(send, [channel, server_events_channel(session.server_id)], gw, [], receive, accept)
 
 
 def listen_channel(server_id: str) -> str:
@@ -89,5 +112,5 @@ async def serve_listen(ctx: RequestContext, params: JSONObject, send: Send, rece
         "method": "notifications/subscriptions/acknowledged",
         "params": {"notifications": {}, "_meta": {META_SUBSCRIPTION_ID: ctx.request_id}},
     }
-    written = await _pump(send, listen_channel(ctx.catalog.server_id), ctx.gateway, [ack], receive)
+    written = await _pump(send, [listen_channel(ctx.catalog.server_id)], ctx.gateway, [ack], receive, None)
     return Outcome(200, written, None)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from patchbay.errors import NotFound
 from patchbay.jsonrpc_types import JSONObject
+from patchbay.mcp.param_headers import Annotation, annotations
 from patchbay.routing.upstream.base import UpstreamSpec
 from patchbay.services.naming import exposed_tool_names, prefixed_name
 from patchbay.services.upstreams import upstream_spec
@@ -46,6 +47,7 @@ class ToolRoute:
     upstream_name: str
     definition: JSONObject  # as the client sees it (exposed name, overridden description)
     read_only: bool
+    param_marks: tuple[Annotation, ...] = ()  # x-mcp-header properties of the input schema
 
 
 @dataclass
@@ -90,7 +92,8 @@ def aggregate_capabilities(upstreams: list[Upstream]) -> JSONObject:
     if any("tools" in u.capabilities for u in upstreams) or not upstreams:
         caps["tools"] = {}
     if any("resources" in u.capabilities for u in upstreams):
-        caps["resources"] = {}
+        subscribable = any((u.capabilities.get("resources") or {}).get("subscribe") for u in upstreams)
+        caps["resources"] = {"subscribe": True} if subscribable else {}
     if any("prompts" in u.capabilities for u in upstreams):
         caps["prompts"] = {}
     if any("completions" in u.capabilities for u in upstreams):
@@ -122,6 +125,12 @@ class CatalogCache:
                 built = await build_catalog(session, server_id=server_id, secret=self._secret)
             self._catalogs[server_id] = built
             return built
+
+    def servers_using(self, spec_key: str) -> list[str]:
+        """Ids of cached servers that route to the upstream connection ``spec_key``."""
+        return [
+            c.server_id for c in self._catalogs.values() if any(u.spec.key == spec_key for u in c.upstreams)
+        ]
 
     def invalidate(self, server_id: str) -> None:
         self._catalogs.pop(server_id, None)
@@ -170,6 +179,7 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
             upstream_name=tool.name,
             definition=_exposed_definition(tool.definition, exposed, st.override_description),
             read_only=tool.read_only,
+            param_marks=annotations(tool.input_schema),
         )
     ordered = list(upstreams.values())
     return Catalog(

@@ -23,7 +23,7 @@ from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.channel import Era, ResponseChannel
 from patchbay.mcp.context import AuditNote, RequestContext
 from patchbay.mcp.exchange import Outcome, run_exchange, take_continuation
-from patchbay.mcp.handlers import HANDLERS, REQUIRED_CAPABILITY
+from patchbay.mcp.handlers import HANDLERS, LEGACY_ONLY, REQUIRED_CAPABILITY
 from patchbay.mcp.protocol import (
     ERROR_HTTP_STATUS,
     HEADER_MISMATCH,
@@ -164,7 +164,7 @@ class McpEndpoint:
                 params = {}
             if not isinstance(params, dict):
                 raise HttpReject(400, INVALID_PARAMS, "params must be an object", request_id=request_id)
-            if rpc_method == "initialize":
+            if rpc_method == "initialize" and not _has_envelope(params):
                 era = "legacy"
                 outcome = await self._initialize(send, principal, request_id, params)
                 return
@@ -213,7 +213,7 @@ class McpEndpoint:
             era: Era = "legacy"
             version = session.protocol_version
             caps = session.client_capabilities
-        elif (isinstance(meta, dict) and META_PROTOCOL_VERSION in meta) or method == "server/discover":
+        elif _has_envelope(params) or method == "server/discover":
             era = "modern"
             version, caps = self._modern_envelope(scope, headers, method, request_id, params)
         else:
@@ -241,6 +241,7 @@ class McpEndpoint:
             channel=channel,
             session=session,
             request_id=request_id,
+            headers=headers,
         )
         extra = [(b"mcp-session-id", session.id.encode())] if session is not None else []
         return ctx, extra
@@ -267,14 +268,14 @@ class McpEndpoint:
             raise HttpReject(
                 400, HEADER_MISMATCH, f"header {dup} was sent more than once", request_id=request_id
             )
-        if headers.get("mcp-protocol-version") != version:
+        if _header(headers, "mcp-protocol-version") != version:
             raise HttpReject(
                 400,
                 HEADER_MISMATCH,
                 "MCP-Protocol-Version header does not match the request's protocol version",
                 request_id=request_id,
             )
-        if headers.get("mcp-method") != method:
+        if _header(headers, "mcp-method") != method:
             raise HttpReject(
                 400,
                 HEADER_MISMATCH,
@@ -283,7 +284,7 @@ class McpEndpoint:
             )
         name_key = NAME_PARAM.get(method)
         wanted = params.get(name_key) if name_key is not None else None
-        if wanted is not None and _decode_header(headers.get("mcp-name")) != wanted:
+        if wanted is not None and _decode_header(_header(headers, "mcp-name")) != wanted:
             raise HttpReject(
                 400,
                 HEADER_MISMATCH,
@@ -345,7 +346,7 @@ class McpEndpoint:
     ) -> Outcome:
         if method == "subscriptions/listen" and ctx.era == "modern":
             return await serve_listen(ctx, params, send, receive)
-        handler = HANDLERS.get(method)
+        handler = HANDLERS.get(method) if ctx.era == "legacy" or method not in LEGACY_ONLY else None
         needed = REQUIRED_CAPABILITY.get(method)
         if handler is None or (needed is not None and needed not in ctx.catalog.capabilities):
             raise HttpReject(
@@ -454,6 +455,17 @@ class McpEndpoint:
             bytes_out=outcome.bytes_out,
             user_agent=headers.get("user-agent"),
         )
+
+
+def _has_envelope(params: JSONObject) -> bool:
+    meta = params.get("_meta")
+    return isinstance(meta, dict) and META_PROTOCOL_VERSION in meta
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    # Surrounding whitespace is not part of a field value (RFC 9110 §5.5); not every server strips it.
+    value = headers.get(name)
+    return value.strip() if value is not None else None
 
 
 def _key_from(scope: Scope, headers: dict[str, str]) -> str | None:

@@ -1,0 +1,179 @@
+"""The whole protocol surface through the gateway, against the fixture upstream over every transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client.session import ClientRequestContext
+from mcp.shared.exceptions import MCPError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from patchbay.settings import Settings
+from tests.fixtures.servers import running_fixture, stdio_command
+from tests.harness import Upstream, add_upstreams, make_key, make_server, running_gateway
+
+pytestmark = pytest.mark.anyio
+
+MODES = ["legacy", "2026-07-28"]
+TRANSPORTS = ["stdio", "streamable-http", "sse"]
+
+
+async def _fixture_upstream(stack: AsyncExitStack, transport: str, name: str = "fx") -> Upstream:
+    if transport == "stdio":
+        return Upstream(name=name, command=stdio_command())
+    url = await stack.enter_async_context(running_fixture(transport))
+    return Upstream(name=name, url=url, transport="sse" if transport == "sse" else "streamable_http")
+
+
+@pytest.fixture
+async def fx_gateway(
+    request: pytest.FixtureRequest, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[tuple[str, str]]:
+    """A gateway with one server ``main`` over the fixture upstream; yields (base url, key)."""
+    transport = getattr(request, "param", "streamable-http")
+    settings.upstream_timeout = 3.0
+    async with AsyncExitStack() as stack:
+        up = await _fixture_upstream(stack, transport)
+        await add_upstreams(sessionmaker, settings, [up])
+        await make_server(sessionmaker, name="main", upstreams=["fx"])
+        key = await make_key(sessionmaker, settings, server="main")
+        url = await stack.enter_async_context(running_gateway(settings))
+        yield url, key
+
+
+def _text(result: types.CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    return block.text
+
+
+@pytest.mark.parametrize("fx_gateway", TRANSPORTS, indirect=True)
+@pytest.mark.parametrize("mode", MODES)
+async def test_tool_results_pass_through_unchanged(fx_gateway: tuple[str, str], mode: str) -> None:
+    url, key = fx_gateway
+    async with Client(f"{url}/mcp/k/{key}", mode=mode) as client:
+        echoed = await client.call_tool("fx__echo", {"text": "héllo"})
+        assert _text(echoed) == "héllo"
+        added = await client.call_tool("fx__add", {"a": 2, "b": 40})
+        assert added.structured_content == {"result": 42}
+        failed = await client.call_tool("fx__fail", {})
+        assert failed.is_error
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_progress_notifications_reach_the_client(fx_gateway: tuple[str, str], mode: str) -> None:
+    url, key = fx_gateway
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    async with Client(f"{url}/mcp/k/{key}", mode=mode) as client:
+        result = await client.call_tool("fx__progress", {"steps": 3}, progress_callback=on_progress)
+    assert _text(result) == "done"
+    assert seen == [1, 2, 3]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_sampling_elicitation_and_roots_are_relayed(fx_gateway: tuple[str, str], mode: str) -> None:
+    url, key = fx_gateway
+
+    async def sampling(
+        ctx: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="sampled!"), model="test-model"
+        )
+
+    async def elicitation(ctx: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"answer": "yes"})
+
+    async def roots(ctx: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri="file:///work/project", name="project")])
+
+    async with Client(
+        f"{url}/mcp/k/{key}",
+        mode=mode,
+        sampling_callback=sampling,
+        elicitation_callback=elicitation,
+        list_roots_callback=roots,
+    ) as client:
+        assert "sampled!" in _text(await client.call_tool("fx__sample", {"prompt": "hi"}))
+        assert "accept" in _text(await client.call_tool("fx__elicit", {"message": "ok?"}))
+        assert "file:///work/project" in _text(await client.call_tool("fx__roots", {}))
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_resources_prompts_and_completions_are_proxied(fx_gateway: tuple[str, str], mode: str) -> None:
+    url, key = fx_gateway
+    async with Client(f"{url}/mcp/k/{key}", mode=mode) as client:
+        resources = await client.list_resources()
+        assert "fixture://static/hello" in {str(r.uri) for r in resources.resources}
+        read = await client.read_resource("fixture://static/hello")
+        first = read.contents[0]
+        assert isinstance(first, types.TextResourceContents) and first.text == "hello"
+        templates = await client.list_resource_templates()
+        assert templates.resource_templates
+        prompts = await client.list_prompts()
+        assert [p.name for p in prompts.prompts] == ["fx__greet"]
+        prompt = await client.get_prompt("fx__greet", {"name": "Ada"})
+        assert prompt.messages
+        completion = await client.complete(
+            types.PromptReference(type="ref/prompt", name="fx__greet"), {"name": "name", "value": "A"}
+        )
+        assert "Alice" in completion.completion.values
+
+
+async def test_capabilities_are_only_what_upstreams_have(fx_gateway: tuple[str, str]) -> None:
+    url, key = fx_gateway
+    async with Client(f"{url}/mcp/k/{key}", mode="legacy") as client:
+        caps = client.server_capabilities
+    assert caps.tools is not None and caps.prompts is not None and caps.resources is not None
+    assert caps.completions is not None and caps.logging is not None
+
+
+@pytest.mark.parametrize("fx_gateway", ["stdio"], indirect=True)
+async def test_stdio_upstream_crash_mid_call_is_an_error_then_it_restarts(
+    fx_gateway: tuple[str, str],
+) -> None:
+    url, key = fx_gateway
+    async with Client(f"{url}/mcp/k/{key}", mode="legacy") as client:
+        with pytest.raises(MCPError) as crashed:
+            await client.call_tool("fx__crash", {})
+        assert "'fx'" in str(crashed.value)
+        # The pool restarts the process with a short backoff; calls inside it fail fast and say so.
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    result = await client.call_tool("fx__echo", {"text": "again"})
+                    break
+                except MCPError as exc:
+                    assert "'fx'" in str(exc)
+                    await anyio.sleep(0.1)
+        assert _text(result) == "again"
+
+
+@pytest.mark.parametrize("fx_gateway", ["streamable-http"], indirect=True)
+async def test_http_upstream_that_died_gives_a_clear_error(fx_gateway: tuple[str, str]) -> None:
+    url, key = fx_gateway
+    async with Client(f"{url}/mcp/k/{key}", mode="legacy") as client:
+        with pytest.raises(MCPError) as crashed:
+            await client.call_tool("fx__crash", {})
+        assert "'fx'" in str(crashed.value)
+        with pytest.raises(MCPError) as gone:
+            await client.call_tool("fx__echo", {"text": "again"})
+        assert "'fx'" in str(gone.value)
+
+
+async def test_hanging_upstream_hits_the_timeout(fx_gateway: tuple[str, str]) -> None:
+    url, key = fx_gateway
+    async with Client(f"{url}/mcp/k/{key}", mode="legacy") as client:
+        with pytest.raises(MCPError) as timed_out:
+            await client.call_tool("fx__slow", {"seconds": 30})
+        assert "did not answer" in str(timed_out.value) or "timed out" in str(timed_out.value).lower()
+        assert _text(await client.call_tool("fx__echo", {"text": "still here"})) == "still here"

@@ -1,0 +1,129 @@
+"""Two gateway processes' worth of state (two apps) sharing one database and one Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from patchbay.settings import Settings
+from tests.fixtures.servers import stdio_command
+from tests.harness import Upstream, add_upstreams, make_key, make_server, running_gateway
+
+pytestmark = pytest.mark.anyio
+
+REDIS = "redis://127.0.0.1:6379/0"
+ACCEPT = "application/json, text/event-stream"
+
+
+@pytest.fixture
+async def replicas(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[tuple[str, str, str]]:
+    await add_upstreams(sessionmaker, settings, [Upstream(name="fx", command=stdio_command())])
+    await make_server(sessionmaker, name="main", upstreams=["fx"])
+    key = await make_key(sessionmaker, settings, server="main")
+    shared = settings.model_copy(update={"redis_url": REDIS})
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(running_gateway(shared))
+        b = await stack.enter_async_context(running_gateway(shared))
+        yield a, b, key
+
+
+def _events(body: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(line[5:]) for line in body.splitlines() if line.startswith(b"data:")]
+
+
+async def test_legacy_session_opened_on_one_replica_continues_on_another(
+    replicas: tuple[str, str, str],
+) -> None:
+    a, b, key = replicas
+    headers = {"Authorization": f"Bearer {key}", "Accept": ACCEPT}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    async with httpx.AsyncClient(timeout=20) as http:
+        opened = await http.post(f"{a}/mcp", json=init, headers=headers)
+        session = {
+            **headers,
+            "Mcp-Session-Id": opened.headers["mcp-session-id"],
+            "MCP-Protocol-Version": "2025-11-25",
+        }
+        await http.post(
+            f"{b}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session
+        )
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "fx__echo", "arguments": {"text": "hop"}},
+        }
+        answered = await http.post(f"{b}/mcp", json=call, headers=session)
+        assert answered.status_code == 200
+        assert answered.json()["result"]["content"][0]["text"] == "hop"
+        ended = await http.delete(f"{b}/mcp", headers=session)
+        assert ended.status_code == 204
+        gone = await http.post(f"{a}/mcp", json=call, headers=session)
+        assert gone.status_code == 404
+
+
+async def test_answer_to_a_server_request_may_arrive_at_another_replica(
+    replicas: tuple[str, str, str],
+) -> None:
+    a, b, key = replicas
+    headers = {"Authorization": f"Bearer {key}", "Accept": ACCEPT}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"sampling": {}},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    async with httpx.AsyncClient(timeout=20) as http:
+        opened = await http.post(f"{a}/mcp", json=init, headers=headers)
+        session = {**headers, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
+        call = {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": "fx__sample", "arguments": {"prompt": "hi"}},
+        }
+        async with http.stream("POST", f"{b}/mcp", json=call, headers=session) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            buffer = b""
+            request: dict[str, Any] | None = None
+            async for chunk in stream.aiter_bytes():
+                buffer += chunk
+                messages = _events(buffer)
+                if request is None and messages and messages[0].get("method") == "sampling/createMessage":
+                    request = messages[0]
+                    answer = {
+                        "jsonrpc": "2.0",
+                        "id": request["id"],
+                        "result": {
+                            "role": "assistant",
+                            "content": {"type": "text", "text": "from A"},
+                            "model": "m",
+                        },
+                    }
+                    posted = await http.post(f"{a}/mcp", json=answer, headers=session)
+                    assert posted.status_code == 202
+        final = _events(buffer)[-1]
+    assert request is not None
+    assert final["id"] == 7
+    assert "from A" in final["result"]["content"][0]["text"]
