@@ -37,3 +37,9 @@ class UpstreamError(PatchbayError):
 
 class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
+
+
+class StoreUnavailable(PatchbayError):
+    """The shared store (Redis) could not be reached or did not answer in time."""
+
+    code = "store_unavailable"

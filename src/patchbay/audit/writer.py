@@ -1,0 +1,293 @@
+"""The audit writer: a bounded queue drained by one background task, a batch per INSERT.
+
+Requests hand over an ``AuditEvent`` and move on; the writer batches them, so the database
+sees one statement per batch instead of one transaction per call. A failed write is retried
+with backoff until it succeeds, so a database that is briefly away costs latency, not
+records. Ids are chosen before the first attempt and the INSERT skips ids already present,
+so a retry after a commit whose answer was lost cannot store a record twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+from sqlalchemy import Insert, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from patchbay.audit.events import AuditEvent
+from patchbay.store.models import AuditRecord
+
+logger = logging.getLogger(__name__)
+
+_TABLE = AuditRecord.metadata.tables[AuditRecord.__tablename__]
+
+
+class _Signal:
+    """Wakes every task waiting when ``fire`` is called. The event is made on first wait, so
+    the writer can be built outside an event loop."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event: anyio.Event | None = None
+
+    def fire(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def wait(self) -> None:
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
+
+
+class AuditWriter:
+    """Batches audit events into ``audit_records``; ``start`` it, ``submit`` to it, ``aclose`` it.
+
+    The worker is a plain asyncio task rather than a member of a task group: ``start`` and
+    ``aclose`` happen at different points of an application lifespan, and the database drivers
+    below are asyncio-only anyway. ``async with AuditWriter(...)`` calls both.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        max_queue: int = 10_000,
+        batch_size: int = 500,
+        flush_interval: float = 0.05,
+        retry_initial: float = 0.1,
+        retry_max: float = 5.0,
+    ) -> None:
+        if max_queue < 1 or batch_size < 1:
+            raise ValueError("max_queue and batch_size must be at least 1")
+        self._sessionmaker = sessionmaker
+        self._max_queue = max_queue
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+
+        self._queue: deque[AuditEvent] = deque()
+        self._state: Literal["new", "running", "closing", "closed"] = "new"
+        self._task: asyncio.Task[None] | None = None
+        self._worker_running = False
+        self._queued = _Signal()  # the worker: events arrived, or a flush or close is asking
+        self._room = _Signal()  # submitters: the queue has room again
+        self._progress = _Signal()  # flushers: more events are settled
+        self._flushers = 0
+
+        self._submitted = 0
+        self._settled = 0  # written, or refused by the database as invalid
+        self._written = 0
+        self._failed_batches = 0
+        self._rejected = 0
+
+    # --- metrics ---------------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Events accepted and not yet settled: the queue plus the batch being written."""
+        return self._submitted - self._settled
+
+    @property
+    def written(self) -> int:
+        """Records stored so far."""
+        return self._written
+
+    @property
+    def failed_batches(self) -> int:
+        """Write attempts that failed (each was retried or, for invalid rows, split)."""
+        return self._failed_batches
+
+    @property
+    def rejected(self) -> int:
+        """Records the database refused as invalid (say a NOT NULL column left empty); dropped."""
+        return self._rejected
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the background task that writes batches."""
+        if self._state != "new":
+            raise RuntimeError(f"AuditWriter cannot start: it is {self._state}")
+        self._state = "running"
+        self._worker_running = True
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="patchbay-audit-writer")
+        self._task.add_done_callback(_report_crash)
+
+    async def aclose(self) -> None:
+        """Write everything still queued, then stop (on SIGTERM). If cancelled, stop at once."""
+        if self._state == "closed":
+            return
+        task, self._task = self._task, None
+        if task is None:
+            self._mark_closed()
+            return
+        self._state = "closing"
+        self._queued.fire()
+        try:
+            # Cancelling this wait cancels the worker too: a bounded shutdown beats a full drain.
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait({task})
+            self._mark_closed()
+
+    async def __aenter__(self) -> AuditWriter:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- submitting ------------------------------------------------------------------------
+
+    def submit_nowait(self, event: AuditEvent) -> bool:
+        """Queue ``event``; False when the queue is full."""
+        if self._state == "closed":
+            raise RuntimeError("AuditWriter is closed")
+        if len(self._queue) >= self._max_queue:
+            return False
+        self._queue.append(event)
+        self._submitted += 1
+        self._queued.fire()
+        return True
+
+    async def submit(self, event: AuditEvent) -> None:
+        """Queue ``event``, waiting for room when the queue is full rather than dropping it."""
+        while not self.submit_nowait(event):
+            await self._room.wait()
+
+    async def flush(self) -> None:
+        """Wait until every event submitted before this call is written."""
+        if self._state not in ("running", "closing"):
+            raise RuntimeError(f"AuditWriter cannot flush: it is {self._state}")
+        target = self._submitted
+        self._flushers += 1
+        self._queued.fire()
+        try:
+            while self._settled < target:
+                if not self._worker_running:
+                    raise RuntimeError("AuditWriter stopped before these records were written")
+                await self._progress.wait()
+        finally:
+            self._flushers -= 1
+
+    # --- the background task ---------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while await self._wait_for_batch():
+                count = min(self._batch_size, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(count)]
+                self._room.fire()
+                await self._write([event.as_row() for event in batch])
+                self._settled += count
+                self._progress.fire()
+        finally:
+            self._worker_running = False
+            self._progress.fire()
+            self._room.fire()
+
+    def _mark_closed(self) -> None:
+        self._state = "closed"
+        if self.depth:
+            logger.error("audit writer stopped with %d records unwritten", self.depth)
+        # Nothing will make progress or room any more; wake whoever still waits for it.
+        self._progress.fire()
+        self._room.fire()
+
+    async def _wait_for_batch(self) -> bool:
+        """Wait for events (False once closing with nothing left), then linger for a fuller batch."""
+        while not self._queue:
+            if self._state == "closing":
+                return False
+            await self._queued.wait()
+        if not self._in_a_hurry():
+            with anyio.move_on_after(self._flush_interval):
+                while not self._in_a_hurry():
+                    await self._queued.wait()
+        return True
+
+    def _in_a_hurry(self) -> bool:
+        return len(self._queue) >= self._batch_size or self._flushers > 0 or self._state == "closing"
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        """Store ``rows``, retrying until it works; rows the database calls invalid are dropped."""
+        delay = self._retry_initial
+        while True:
+            try:
+                await self._insert(rows)
+            except Exception as exc:  # the writer's top level: a failed write must not end the task
+                self._failed_batches += 1
+                if _rows_are_at_fault(exc):
+                    if len(rows) == 1:
+                        self._rejected += 1
+                        logger.exception("the database refused audit record %s; dropping it", rows[0]["id"])
+                        return
+                    logger.warning(
+                        "the database refused a batch of %d audit records; splitting it", len(rows)
+                    )
+                    break
+                logger.exception("writing %d audit records failed; retrying in %.2fs", len(rows), delay)
+            else:
+                self._written += len(rows)
+                return
+            await anyio.sleep(delay)
+            delay = min(delay * 2, self._retry_max)
+        # Halving finds the invalid rows in O(log n) statements while the valid ones are written.
+        middle = len(rows) // 2
+        await self._write(rows[:middle])
+        await self._write(rows[middle:])
+
+    async def _insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        # One INSERT executed with the whole batch of parameter sets. Measured against a literal
+        # multi-row VALUES (which SQLAlchemy compiles afresh for every batch): 10-20x faster on
+        # SQLite and PostgreSQL alike.
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(_insert_ignoring_duplicates(session.get_bind().dialect), rows)
+
+
+def _insert_ignoring_duplicates(dialect: Dialect) -> Insert:
+    if dialect.name == "postgresql":
+        return postgresql.insert(_TABLE).on_conflict_do_nothing(index_elements=["id"])
+    if dialect.name == "sqlite":
+        return sqlite.insert(_TABLE).on_conflict_do_nothing(index_elements=["id"])
+    return insert(_TABLE)
+
+
+def _rows_are_at_fault(exc: Exception) -> bool:
+    """True when retrying the same rows cannot help: constraint or data errors, bad values."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    if isinstance(exc, DBAPIError):
+        # asyncpg surfaces most PostgreSQL errors as the generic DBAPIError; the SQLSTATE class
+        # tells data exceptions (22) and constraint violations (23) from an unhealthy database.
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        return isinstance(sqlstate, str) and sqlstate[:2] in {"22", "23"}
+    # Raised while binding parameters, before the database saw anything.
+    return isinstance(exc, StatementError)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    # The worker handles database errors itself; anything else is a bug that must not pass silently.
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("the audit writer stopped on an unexpected error", exc_info=exc)

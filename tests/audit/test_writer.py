@@ -1,0 +1,301 @@
+"""The audit writer against a real database: nothing submitted is lost, nothing is stored twice."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from patchbay.audit import AuditEvent, AuditWriter
+from patchbay.store.models import AuditRecord
+
+pytestmark = pytest.mark.anyio
+
+WAIT = 10.0
+
+
+async def stored(sessionmaker: async_sessionmaker[AsyncSession]) -> list[AuditRecord]:
+    async with sessionmaker() as session:
+        return list(await session.scalars(select(AuditRecord).order_by(AuditRecord.id)))
+
+
+async def count(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with sessionmaker() as session:
+        return (await session.scalar(select(func.count()).select_from(AuditRecord))) or 0
+
+
+def events(n: int, *, org_id: str | None = None) -> list[AuditEvent]:
+    return [AuditEvent(tool_name=f"tool-{i}", org_id=org_id) for i in range(n)]
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back without a zone; they were written in UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+# --- the event -------------------------------------------------------------------------------
+
+
+def test_event_has_exactly_the_audit_record_columns() -> None:
+    assert {f.name for f in fields(AuditEvent)} == set(AuditRecord.__table__.columns.keys())
+
+
+def test_each_event_gets_its_own_time_ordered_id_and_a_utc_timestamp() -> None:
+    first, second = AuditEvent(), AuditEvent()
+    assert first.id != second.id
+    assert first.id[:12] <= second.id[:12]
+    assert first.created_at.tzinfo is not None
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+async def test_every_submitted_event_is_written_once_after_flush(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    submitted = events(1234, org_id="org-1")
+    async with AuditWriter(sessionmaker, batch_size=500) as writer:
+        for event in submitted:
+            assert writer.submit_nowait(event)
+        with anyio.fail_after(WAIT):
+            await writer.flush()
+        assert writer.depth == 0
+        assert writer.written == 1234
+        rows = await stored(sessionmaker)
+    assert sorted(row.id for row in rows) == sorted(event.id for event in submitted)
+    assert {row.tool_name for row in rows} == {f"tool-{i}" for i in range(1234)}
+
+
+async def test_a_written_record_keeps_every_field(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    now = datetime.now(UTC).replace(microsecond=123000)
+    event = AuditEvent(
+        created_at=now,
+        org_id="o" * 32,
+        server_id="s" * 32,
+        api_key_id="k" * 32,
+        key_prefix="pb_abc123",
+        user_id="u" * 32,
+        auth_method="api_key",
+        channel="api",
+        transport="streamable_http",
+        method="tools/call",
+        tool_name="search",
+        tool_id="t" * 32,
+        http_status=502,
+        error_code=-32000,
+        status="error",
+        duration_ms=12.5,
+        bytes_in=321,
+        bytes_out=4567,
+        user_agent="test-agent/1.0",
+        request_id="req-1",
+        event="key.created",
+        payload_key="logs/2025/01/02/o/s/x.json.gz",
+        payload_stored_at=now + timedelta(seconds=1),
+    )
+    async with AuditWriter(sessionmaker) as writer:
+        await writer.submit(event)
+        with anyio.fail_after(WAIT):
+            await writer.flush()
+    [row] = await stored(sessionmaker)
+    for name in event.as_row():
+        value = getattr(row, name)
+        if isinstance(value, datetime):
+            value = as_utc(value)
+        assert value == getattr(event, name), name
+
+
+async def test_defaults_of_an_event_are_stored(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with AuditWriter(sessionmaker) as writer:
+        await writer.submit(AuditEvent())
+        with anyio.fail_after(WAIT):
+            await writer.flush()
+    [row] = await stored(sessionmaker)
+    assert (row.channel, row.status, row.http_status, row.bytes_in, row.org_id) == ("mcp", "ok", 200, 0, None)
+
+
+async def test_flush_does_not_wait_for_the_batching_interval(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with AuditWriter(sessionmaker, flush_interval=3600) as writer:
+        for event in events(3):
+            await writer.submit(event)
+        with anyio.fail_after(WAIT):
+            await writer.flush()
+        assert await count(sessionmaker) == 3
+
+
+async def test_the_same_event_submitted_twice_is_stored_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    event = AuditEvent(tool_name="twice")
+    async with AuditWriter(sessionmaker) as writer:
+        await writer.submit(event)
+        with anyio.fail_after(WAIT):
+            await writer.flush()
+        await writer.submit(event)
+        with anyio.fail_after(WAIT):
+            await writer.flush()
+    assert [row.id for row in await stored(sessionmaker)] == [event.id]
+
+
+# --- backpressure ----------------------------------------------------------------------------
+
+
+async def test_submit_nowait_refuses_an_event_when_the_queue_is_full(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    writer = AuditWriter(sessionmaker, max_queue=3)
+    assert [writer.submit_nowait(event) for event in events(4)] == [True, True, True, False]
+    assert writer.depth == 3
+    async with writer:
+        with anyio.fail_after(WAIT):
+            await writer.flush()
+    assert await count(sessionmaker) == 3
+
+
+async def test_submit_waits_for_room_instead_of_dropping(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    writer = AuditWriter(sessionmaker, max_queue=2)
+    first, second, third = events(3)
+    assert writer.submit_nowait(first)
+    assert writer.submit_nowait(second)
+    done = anyio.Event()
+
+    async def submit_third() -> None:
+        await writer.submit(third)
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(submit_third)
+        await anyio.wait_all_tasks_blocked()
+        assert not done.is_set()
+        await writer.start()
+        with anyio.fail_after(WAIT):
+            await done.wait()
+    with anyio.fail_after(WAIT):
+        await writer.flush()
+    await writer.aclose()
+    assert {row.id for row in await stored(sessionmaker)} == {first.id, second.id, third.id}
+
+
+async def test_producers_faster_than_the_writer_lose_nothing(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    deepest = 0
+    async with AuditWriter(sessionmaker, max_queue=5, batch_size=3) as writer:
+
+        async def produce(name: str) -> None:
+            nonlocal deepest
+            for event in events(50, org_id=name):
+                await writer.submit(event)
+                deepest = max(deepest, writer.depth)
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                for index in range(4):
+                    tg.start_soon(produce, f"org-{index}")
+            await writer.flush()
+    assert await count(sessionmaker) == 200
+    assert deepest <= 5 + 3  # the queue plus the batch being written
+
+
+# --- shutdown --------------------------------------------------------------------------------
+
+
+async def test_aclose_writes_everything_still_queued(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    writer = AuditWriter(sessionmaker, batch_size=10, flush_interval=3600)
+    await writer.start()
+    for event in events(25):
+        await writer.submit(event)
+    with anyio.fail_after(WAIT):
+        await writer.aclose()
+    assert await count(sessionmaker) == 25
+    assert writer.depth == 0
+
+
+async def test_a_closed_writer_refuses_events(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with AuditWriter(sessionmaker) as writer:
+        pass
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.submit_nowait(AuditEvent())
+    with pytest.raises(RuntimeError, match="closed"):
+        await writer.submit(AuditEvent())
+
+
+# --- failures --------------------------------------------------------------------------------
+
+
+async def rename_audit_table(engine: AsyncEngine, old: str, new: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+
+async def test_a_failed_write_is_retried_until_the_database_takes_it(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    submitted = events(3)
+    async with AuditWriter(sessionmaker, retry_initial=0.01, retry_max=0.1) as writer:
+        # The table going away stands in for a database that is briefly unreachable.
+        await rename_audit_table(engine, "audit_records", "audit_records_away")
+        try:
+            for event in submitted:
+                await writer.submit(event)
+            with anyio.fail_after(WAIT):
+                # Nothing signals a failed attempt except the counter, so poll it within the bound.
+                while writer.failed_batches < 2:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            assert writer.written == 0
+        finally:
+            await rename_audit_table(engine, "audit_records_away", "audit_records")
+        with anyio.fail_after(WAIT):
+            await writer.flush()
+        assert writer.written == 3
+    assert {row.id for row in await stored(sessionmaker)} == {event.id for event in submitted}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param({"channel": None}, id="constraint-violation"),
+        pytest.param({"duration_ms": "slow"}, id="value-of-the-wrong-type"),
+    ],
+)
+async def test_an_invalid_record_is_dropped_without_holding_back_the_others(
+    sessionmaker: async_sessionmaker[AsyncSession], bad: dict[str, Any]
+) -> None:
+    good = events(6)
+    bad_event = AuditEvent(**bad)
+    async with AuditWriter(sessionmaker, flush_interval=3600) as writer:
+        for event in [*good[:3], bad_event, *good[3:]]:
+            await writer.submit(event)
+        with anyio.fail_after(WAIT):
+            await writer.flush()
+        assert (writer.written, writer.rejected, writer.depth) == (6, 1, 0)
+    assert {row.id for row in await stored(sessionmaker)} == {event.id for event in good}
+
+
+async def test_a_cancelled_aclose_stops_the_writer_instead_of_waiting(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    writer = AuditWriter(sessionmaker, retry_initial=0.01, retry_max=0.1)
+    await writer.start()
+    await rename_audit_table(engine, "audit_records", "audit_records_away")
+    try:
+        await writer.submit(AuditEvent())
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await writer.aclose()
+    finally:
+        await rename_audit_table(engine, "audit_records_away", "audit_records")
+    assert writer.depth == 1
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.submit_nowait(AuditEvent())
