@@ -1,1 +1,1 @@
-"""security"""
+"""Cryptographic building blocks: encryption of stored secrets, password hashing."""

@@ -1,0 +1,129 @@
+"""``patchbay server``: MCP endpoints built from upstreams, and the tools they expose."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from patchbay.cli.output import emit_json, emit_table, plural
+from patchbay.cli.runtime import Env, run
+from patchbay.services.servers import create_server, get_server, set_tools_enabled
+from patchbay.services.tools import ToolRow, server_tools
+
+app = typer.Typer(help="Servers: what one MCP endpoint exposes.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def tool_json(row: ToolRow) -> dict[str, Any]:
+    """A tool row as JSON."""
+    return {
+        "name": row.name,
+        "upstream": row.upstream,
+        "upstream_name": row.upstream_name,
+        "enabled": row.enabled,
+        "status": row.status,
+        "read_only": row.read_only,
+    }
+
+
+def tool_table(rows: list[ToolRow], *, empty: str) -> None:
+    """Tool rows as an aligned table."""
+    emit_table(
+        ["TOOL", "ENABLED", "STATUS", "ACCESS", "UPSTREAM"],
+        [
+            [
+                r.name,
+                "-" if r.enabled is None else ("yes" if r.enabled else "no"),
+                r.status,
+                "read-only" if r.read_only else "read-write",
+                r.upstream,
+            ]
+            for r in rows
+        ],
+        empty=empty,
+    )
+
+
+def split_tools(value: str | None) -> list[str] | None:
+    """The names of a ``--tools a,b`` value (None when not given)."""
+    return None if value is None else [part.strip() for part in value.split(",")]
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Server name.")],
+    upstream: Annotated[
+        list[str] | None, typer.Option("--upstream", help="An upstream (slug); repeatable.")
+    ] = None,
+    tools: Annotated[
+        str | None, typer.Option("--tools", help="Only these tools: TOOL,... (upstream names or slug__tool).")
+    ] = None,
+    plain_names: Annotated[
+        bool, typer.Option("--plain-names", help="Expose the upstreams' own tool names, without prefix.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a server over upstreams, exposing all their tools or only --tools."""
+
+    async def work(env: Env) -> dict[str, Any]:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            server = await create_server(
+                session,
+                org_id=org.id,
+                name=name,
+                upstream_slugs=upstream or [],
+                tools=split_tools(tools),
+                plain_names=plain_names,
+            )
+            rows = await server_tools(session, server=server)
+            return {
+                "id": server.id,
+                "name": server.name,
+                "slug": server.slug,
+                "plain_names": server.plain_names,
+                "upstreams": [slug.strip() for slug in upstream or []],
+                "tools": [tool_json(r) for r in rows],
+            }
+
+    created = run(ctx, work)
+    if as_json:
+        emit_json(created)
+        return
+    typer.echo(f"created server {created['slug']} with {plural(len(created['tools']), 'tool')}")
+    for tool in created["tools"]:
+        typer.echo(f"  {tool['name']}")
+
+
+@app.command("tools")
+def tools_(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Server name or slug.")],
+    enable: Annotated[
+        list[str] | None, typer.Option("--enable", help="Exposed tool name; repeatable.")
+    ] = None,
+    disable: Annotated[
+        list[str] | None, typer.Option("--disable", help="Exposed tool name; repeatable.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a server's tools; --enable/--disable switch them (clients see it at once)."""
+
+    async def work(env: Env) -> list[ToolRow]:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            server = await get_server(session, org_id=org.id, name_or_slug=name)
+            if enable or disable:
+                return await set_tools_enabled(
+                    session, server=server, enable=enable or [], disable=disable or []
+                )
+            return await server_tools(session, server=server)
+
+    rows = run(ctx, work)
+    if as_json:
+        emit_json([tool_json(r) for r in rows])
+        return
+    tool_table(rows, empty="this server has no tools")

@@ -1,0 +1,375 @@
+"""Upstreams: catalog entries (ServerTemplate) for upstream MCP servers, their tools and secrets.
+
+Env vars and headers never sit in the template: they go, encrypted, into a
+TemplateConfig for the org, bound to (template, org, user) so a ciphertext moved to
+another row does not open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from patchbay.errors import Conflict, InvalidInput, NotFound
+from patchbay.routing.upstream.base import UpstreamSpec
+from patchbay.security.crypto import decrypt_json, encrypt_json
+from patchbay.services.mcp_servers_file import parse_mcp_servers_file
+from patchbay.services.revisions import bump_servers
+from patchbay.services.slugs import require_slug, slugify
+from patchbay.services.upstream_input import UpstreamInput, check_upstream, parse_transport
+from patchbay.store.models import (
+    Server,
+    ServerTemplate,
+    ServerTemplateLink,
+    TemplateConfig,
+    Tool,
+    new_id,
+    utcnow,
+)
+
+__all__ = [
+    "DiscoveredUpstream",
+    "SyncResult",
+    "UpstreamInput",
+    "UpstreamSummary",
+    "add_upstream",
+    "bump_servers_using",
+    "ensure_upstream_name_free",
+    "get_upstream",
+    "list_upstreams",
+    "parse_mcp_servers_file",
+    "remove_upstream",
+    "store_config",
+    "sync_tools",
+    "tool_definition_hash",
+    "upstream_spec",
+]
+
+_HASHED_FIELDS = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
+MAX_TOOL_NAME = 200
+MAX_TITLE = 500
+
+
+class DiscoveredUpstream(Protocol):
+    """What connecting to an upstream taught us (``patchbay.routing.discovery.Discovery`` fits)."""
+
+    @property
+    def protocol_version(self) -> str | None: ...
+    @property
+    def server_info(self) -> Mapping[str, Any] | None: ...
+    @property
+    def capabilities(self) -> Mapping[str, Any] | None: ...
+    @property
+    def instructions(self) -> str | None: ...
+    @property
+    def tools(self) -> Sequence[Mapping[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+@dataclass(frozen=True)
+class UpstreamSummary:
+    template: ServerTemplate
+    active_tools: int
+    servers: int
+
+
+def tool_definition_hash(tool: Mapping[str, Any]) -> str:
+    """sha256 over the canonical JSON of what a client sees of a tool (the pin)."""
+    canonical = {key: tool.get(key) for key in _HASHED_FIELDS}
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def ensure_upstream_name_free(session: AsyncSession, *, org_id: str | None, name: str) -> str:
+    """The slug ``name`` would get; Conflict when the org already has it."""
+    slug = require_slug(name, what="upstream")
+    taken = await session.scalar(
+        select(ServerTemplate.id).where(_same_owner(org_id), ServerTemplate.slug == slug)
+    )
+    if taken is not None:
+        raise Conflict(f"upstream {slug!r} already exists")
+    return slug
+
+
+async def add_upstream(
+    session: AsyncSession,
+    *,
+    org_id: str | None,
+    name: str,
+    transport: str,
+    command: Sequence[str] | None,
+    url: str | None,
+    env: Mapping[str, str],
+    headers: Mapping[str, str],
+    discovery: DiscoveredUpstream,
+    secret: bytes,
+) -> ServerTemplate:
+    """Store an upstream that discovery has just reached, with its secrets and tools."""
+    checked = check_upstream(
+        name=name, transport=transport, command=command, url=url, env=env, headers=headers
+    )
+    _check_tools(discovery.tools)
+    slug = await ensure_upstream_name_free(session, org_id=org_id, name=checked.name)
+    template = ServerTemplate(
+        id=new_id(),
+        org_id=org_id,
+        name=checked.name,
+        slug=slug,
+        transport=checked.transport,
+        command=list(checked.command) if checked.command else None,
+        url=checked.url,
+        required_keys=sorted(checked.env) + sorted(checked.headers),
+        auth_kind="static" if checked.env or checked.headers else "none",
+        protocol_version=discovery.protocol_version,
+        server_info=dict(discovery.server_info or {}),
+        capabilities=dict(discovery.capabilities or {}),
+        instructions=discovery.instructions,
+        tags=[],
+    )
+    session.add(template)
+    await session.flush()
+    if checked.env or checked.headers:
+        await store_config(
+            session, template=template, org_id=org_id, env=checked.env, headers=checked.headers, secret=secret
+        )
+    await sync_tools(session, template=template, tools=discovery.tools)
+    return template
+
+
+def _config_context(template_id: str, org_id: str | None, user_id: str | None) -> str:
+    return f"template_config:{template_id}:{org_id or '-'}:{user_id or '-'}"
+
+
+async def store_config(
+    session: AsyncSession,
+    *,
+    template: ServerTemplate,
+    org_id: str | None,
+    env: Mapping[str, str],
+    headers: Mapping[str, str],
+    secret: bytes,
+) -> TemplateConfig:
+    """Create or replace the org-wide encrypted env/headers of a template."""
+    token = encrypt_json(
+        {"env": dict(env), "headers": dict(headers)},
+        secret,
+        context=_config_context(template.id, org_id, None),
+    )
+    config = await session.scalar(
+        select(TemplateConfig).where(
+            TemplateConfig.template_id == template.id,
+            _config_owner(org_id),
+            TemplateConfig.user_id.is_(None),
+        )
+    )
+    if config is None:
+        config = TemplateConfig(template_id=template.id, org_id=org_id, user_id=None, ciphertext=token)
+        session.add(config)
+    else:
+        config.ciphertext = token
+    await session.flush()
+    await bump_servers_using(session, template_id=template.id)
+    return config
+
+
+async def sync_tools(
+    session: AsyncSession, *, template: ServerTemplate, tools: Sequence[Mapping[str, Any]]
+) -> SyncResult:
+    """Make the template's Tool rows match what the upstream lists now."""
+    incoming = _check_tools(tools)
+    existing = {
+        tool.name: tool
+        for tool in (await session.scalars(select(Tool).where(Tool.template_id == template.id))).all()
+    }
+    now = utcnow()
+    added: list[str] = []
+    changed: list[str] = []
+    for name, raw in incoming.items():
+        digest = tool_definition_hash(raw)
+        tool = existing.get(name)
+        if tool is None:
+            tool = Tool(template_id=template.id, name=name, status="active")
+            session.add(tool)
+            added.append(name)
+        elif tool.definition_hash != digest or tool.status == "removed":
+            changed.append(name)
+            if tool.status == "removed":
+                tool.status = "active"
+        _apply(tool, raw, digest, now)
+    removed = [n for n, t in existing.items() if n not in incoming and t.status != "removed"]
+    for name in removed:
+        existing[name].status = "removed"
+    template.last_synced_at = now
+    await session.flush()
+    result = SyncResult(added=added, changed=changed, removed=removed)
+    if result.any:
+        await bump_servers_using(session, template_id=template.id)
+    return result
+
+
+def _check_tools(tools: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    out: dict[str, Mapping[str, Any]] = {}
+    for index, raw in enumerate(tools):
+        name = raw.get("name") if isinstance(raw, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise InvalidInput(f"the upstream's tool #{index + 1} has no name")
+        if len(name) > MAX_TOOL_NAME:
+            raise InvalidInput(f"the upstream's tool {name[:40]!r}... has a name over {MAX_TOOL_NAME} chars")
+        if name in out:
+            raise InvalidInput(f"the upstream lists tool {name!r} twice")
+        out[name] = raw
+    return out
+
+
+def _apply(tool: Tool, raw: Mapping[str, Any], digest: str, now: datetime) -> None:
+    title = raw.get("title")
+    description = raw.get("description")
+    input_schema = raw.get("inputSchema")
+    output_schema = raw.get("outputSchema")
+    annotations = raw.get("annotations")
+    tool.title = title[:MAX_TITLE] if isinstance(title, str) else None
+    tool.description = description if isinstance(description, str) else ""
+    tool.input_schema = dict(input_schema) if isinstance(input_schema, Mapping) else {}
+    tool.output_schema = dict(output_schema) if isinstance(output_schema, Mapping) else None
+    tool.annotations = dict(annotations) if isinstance(annotations, Mapping) else None
+    tool.definition = dict(raw)
+    tool.definition_hash = digest
+    tool.last_seen_at = now
+
+
+async def bump_servers_using(session: AsyncSession, *, template_id: str) -> None:
+    """Every server linking the template exposes something new: invalidate their caches."""
+    linked = select(ServerTemplateLink.server_id).where(ServerTemplateLink.template_id == template_id)
+    await bump_servers(session, Server.id.in_(linked))
+
+
+def _same_owner(org_id: str | None) -> Any:
+    return ServerTemplate.org_id.is_(None) if org_id is None else ServerTemplate.org_id == org_id
+
+
+def _config_owner(org_id: str | None) -> Any:
+    return TemplateConfig.org_id.is_(None) if org_id is None else TemplateConfig.org_id == org_id
+
+
+def _visible_to(org_id: str | None) -> Any:
+    if org_id is None:
+        return ServerTemplate.org_id.is_(None)
+    return (ServerTemplate.org_id == org_id) | ServerTemplate.org_id.is_(None)
+
+
+async def get_upstream(session: AsyncSession, *, slug: str, org_id: str | None) -> ServerTemplate:
+    """The upstream the org sees under ``slug`` (or a name slugifying to it); its own beats global."""
+    wanted = slugify(slug)
+    found = (
+        await session.scalars(
+            select(ServerTemplate).where(_visible_to(org_id), ServerTemplate.slug == wanted)
+        )
+    ).all()
+    if not found:
+        raise NotFound(f"upstream {slug!r} does not exist")
+    return sorted(found, key=lambda t: t.org_id is None)[0]
+
+
+async def list_upstreams(session: AsyncSession, *, org_id: str | None) -> list[UpstreamSummary]:
+    """Every upstream the org sees, by slug, with its active tool and server counts."""
+    templates = (
+        await session.scalars(select(ServerTemplate).where(_visible_to(org_id)).order_by(ServerTemplate.slug))
+    ).all()
+    ids = [t.id for t in templates]
+    tool_counts = dict(
+        (
+            await session.execute(
+                select(Tool.template_id, func.count())
+                .where(Tool.template_id.in_(ids), Tool.status == "active")
+                .group_by(Tool.template_id)
+            )
+        ).all()
+    )
+    server_counts = dict(
+        (
+            await session.execute(
+                select(ServerTemplateLink.template_id, func.count())
+                .where(ServerTemplateLink.template_id.in_(ids))
+                .group_by(ServerTemplateLink.template_id)
+            )
+        ).all()
+    )
+    return [
+        UpstreamSummary(template=t, active_tools=tool_counts.get(t.id, 0), servers=server_counts.get(t.id, 0))
+        for t in templates
+    ]
+
+
+async def remove_upstream(
+    session: AsyncSession, *, slug: str, org_id: str | None, force: bool = False
+) -> None:
+    """Delete an org's own upstream; refused while servers use it unless ``force``."""
+    template = await get_upstream(session, slug=slug, org_id=org_id)
+    if template.org_id != org_id:
+        raise InvalidInput(f"upstream {template.slug!r} belongs to the global catalog, not to this org")
+    users = (
+        await session.scalars(
+            select(Server.name)
+            .join(ServerTemplateLink, ServerTemplateLink.server_id == Server.id)
+            .where(ServerTemplateLink.template_id == template.id)
+            .order_by(Server.name)
+        )
+    ).all()
+    if users and not force:
+        raise Conflict(f"upstream {template.slug!r} is used by server(s) {', '.join(users)}")
+    await bump_servers_using(session, template_id=template.id)
+    # Core delete: the database cascades to tools, configs, links and server tools.
+    await session.execute(delete(ServerTemplate).where(ServerTemplate.id == template.id))
+    session.expunge(template)
+
+
+async def upstream_spec(
+    session: AsyncSession, *, template: ServerTemplate, org_id: str | None, secret: bytes
+) -> UpstreamSpec:
+    """How the gateway reaches ``template`` on behalf of ``org_id`` (global config < org config)."""
+    configs = (
+        await session.scalars(
+            select(TemplateConfig).where(
+                TemplateConfig.template_id == template.id,
+                TemplateConfig.user_id.is_(None),
+                TemplateConfig.org_id.is_(None)
+                if org_id is None
+                else (TemplateConfig.org_id == org_id) | TemplateConfig.org_id.is_(None),
+            )
+        )
+    ).all()
+    env: dict[str, str] = {}
+    headers: dict[str, str] = {}
+    for config in sorted(configs, key=lambda c: c.org_id is not None):
+        value = decrypt_json(
+            config.ciphertext, secret, context=_config_context(template.id, config.org_id, config.user_id)
+        )
+        env.update(value.get("env") or {})
+        headers.update(value.get("headers") or {})
+    # Pooled connections are per credential set: another org's config must not share one.
+    key = template.id if org_id is None or org_id == template.org_id else f"{template.id}:{org_id}"
+    return UpstreamSpec(
+        key=key,
+        name=template.slug,
+        transport=parse_transport(template.transport),
+        command=tuple(template.command or ()),
+        env=env,
+        url=template.url,
+        headers=headers,
+    )
