@@ -22,6 +22,7 @@ from patchbay.routing.upstream.pool import UpstreamPool
 from patchbay.settings import Settings
 from patchbay.state import make_store
 from patchbay.state.base import SharedStore
+from patchbay.store.changes import ChangeWatcher, make_watcher
 from patchbay.store.db import make_engine, make_sessionmaker
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Gateway:
     resolver: KeyResolver
     catalogs: CatalogCache
     sessions: SessionStore
+    watcher: ChangeWatcher
     continuations: dict[str, object] = field(default_factory=dict)
     _tool_lists: OrderedDict[tuple[str, int, str, int], list[JSONObject]] = field(default_factory=OrderedDict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -58,6 +60,7 @@ class Gateway:
         return found
 
     async def start(self) -> None:
+        await self.watcher.start()
         self.pool.on_notification(self._upstream_event)
         await self.pool.start()
         await self.audit.start()
@@ -89,6 +92,7 @@ class Gateway:
         await self.audit.aclose()
         await self.pool.aclose()
         await self.store.aclose()
+        await self.watcher.aclose()
         await self.engine.dispose()
 
 
@@ -97,6 +101,7 @@ def build_gateway(settings: Settings) -> Gateway:
     engine = make_engine(settings.effective_database_url)
     sessionmaker = make_sessionmaker(engine)
     store = make_store(settings)
+    watcher = make_watcher(engine, engine.url.database if engine.dialect.name == "sqlite" else None)
     return Gateway(
         settings=settings,
         secret=secret,
@@ -109,7 +114,8 @@ def build_gateway(settings: Settings) -> Gateway:
             connect_timeout=settings.upstream_connect_timeout,
         ),
         audit=AuditWriter(sessionmaker),
-        resolver=KeyResolver(sessionmaker, secret),
+        resolver=KeyResolver(sessionmaker, secret, watcher),
+        watcher=watcher,
         catalogs=CatalogCache(sessionmaker, secret),
         sessions=SessionStore(store, ttl=settings.session_ttl_seconds),
     )

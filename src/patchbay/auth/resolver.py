@@ -1,9 +1,10 @@
-"""API key → Principal, checked against the database on every request.
+"""API key → Principal.
 
-The lookup is one indexed query (key hash joined to its server's revision), so
-a revocation or expiry made by any process takes effect on the very next
-request. Permissions are cached per key revision; ``last_used_at`` is written
-in batches off the request path.
+A miss is one indexed query (key hash joined to its server's revision). Hits come
+from a per-process cache that is dropped whenever the change watcher reports that
+another connection changed the database, so a revocation made by any process (the
+CLI included) takes effect on the next request; expiry is checked on every hit.
+``last_used_at`` is written in batches off the request path.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from patchbay.auth.keys import hash_key, looks_like_key
 from patchbay.auth.principal import Principal, ToolGrant
 from patchbay.errors import Unauthenticated
+from patchbay.store.changes import ChangeWatcher
 from patchbay.store.models import ApiKey, ApiKeyToolPermission, Server
 
 logger = logging.getLogger(__name__)
+
+_CACHE_SIZE = 50_000
 
 _KEY_QUERY = (
     select(
@@ -43,9 +47,14 @@ _KEY_QUERY = (
 class KeyResolver:
     """Resolves raw API keys; one per process."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes, watcher: ChangeWatcher
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._secret = secret
+        self._watcher = watcher
+        self._generation: int | None = None
+        self._cache: dict[str, tuple[Principal, datetime | None]] = {}
         self._grants: dict[tuple[str, int], dict[str, ToolGrant]] = {}
         self._used: dict[str, datetime] = {}
 
@@ -54,6 +63,26 @@ class KeyResolver:
         if not looks_like_key(raw_key):
             raise Unauthenticated("malformed API key")
         digest = hash_key(raw_key, self._secret)
+        generation = self._watcher.generation()
+        if generation != self._generation:
+            self._cache.clear()
+            self._generation = generation
+        hit = self._cache.get(digest)
+        now = datetime.now(UTC)
+        if hit is not None:
+            principal, expires = hit
+            if expires is not None and expires <= now:
+                raise Unauthenticated(f"API key {principal.key_prefix} expired at {expires.isoformat()}")
+            self._used[principal.key_id] = now
+            return principal
+        principal, expires = await self._lookup(digest, now)
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()
+        self._cache[digest] = (principal, expires)
+        self._used[principal.key_id] = now
+        return principal
+
+    async def _lookup(self, digest: str, now: datetime) -> tuple[Principal, datetime | None]:
         async with self._sessionmaker() as session:
             row = (await session.execute(_KEY_QUERY, {"h": digest})).first()
             if row is None:
@@ -63,9 +92,9 @@ class KeyResolver:
             )
             if revoked is not None:
                 raise Unauthenticated(f"API key {prefix} was revoked")
-            now = datetime.now(UTC)
-            if expires is not None and _aware(expires) <= now:
-                raise Unauthenticated(f"API key {prefix} expired at {_aware(expires).isoformat()}")
+            expires = _aware(expires) if expires is not None else None
+            if expires is not None and expires <= now:
+                raise Unauthenticated(f"API key {prefix} expired at {expires.isoformat()}")
             grants: dict[str, ToolGrant] = {}
             if not all_tools:
                 cached = self._grants.get((key_id, key_rev))
@@ -73,8 +102,7 @@ class KeyResolver:
                     cached = await self._load_grants(session, key_id)
                     self._grants[(key_id, key_rev)] = cached
                 grants = cached
-        self._used[key_id] = now
-        return Principal(
+        principal = Principal(
             key_id=key_id,
             key_prefix=prefix,
             key_revision=key_rev,
@@ -85,6 +113,7 @@ class KeyResolver:
             all_tools=all_tools,
             grants=grants,
         )
+        return principal, expires
 
     async def _load_grants(self, session: AsyncSession, key_id: str) -> dict[str, ToolGrant]:
         rows = await session.execute(

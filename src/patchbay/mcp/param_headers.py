@@ -24,7 +24,7 @@ _PRIMITIVE = frozenset({"string", "integer", "boolean"})
 Annotation = tuple[tuple[str, ...], str, str]
 
 
-def annotations(schema: Any) -> tuple[Annotation, ...]:
+def header_marks(schema: Any) -> tuple[Annotation, ...]:
     """Every valid ``x-mcp-header`` reachable through plain ``properties`` chains; () if any is invalid."""
     found: list[Annotation] = []
     stack: list[tuple[tuple[str, ...], Any]] = [((), schema)]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from patchbay.errors import NotFound
 from patchbay.jsonrpc_types import JSONObject
-from patchbay.mcp.param_headers import Annotation, annotations
+from patchbay.mcp.param_headers import Annotation, header_marks
 from patchbay.routing.upstream.base import UpstreamSpec
 from patchbay.services.naming import exposed_tool_names, prefixed_name
 from patchbay.services.upstreams import upstream_spec
@@ -179,7 +179,7 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
             upstream_name=tool.name,
             definition=_exposed_definition(tool.definition, exposed, st.override_description),
             read_only=tool.read_only,
-            param_marks=annotations(tool.input_schema),
+            param_marks=header_marks(tool.input_schema),
         )
     ordered = list(upstreams.values())
     return Catalog(

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from patchbay.store.changes import announce_change
 from patchbay.store.models import ApiKey, Server, utcnow
 
 
@@ -46,6 +47,8 @@ async def _bump(
             .execution_options(synchronize_session=False)
         )
     ).all()
+    if rows:
+        await announce_change(session)
     ids: list[str] = []
     for row_id, revision in rows:
         ids.append(row_id)

@@ -28,11 +28,12 @@ def header_map(scope: Scope) -> dict[str, str]:
 
 def duplicated(scope: Scope, names: frozenset[bytes]) -> str | None:
     seen: set[bytes] = set()
-    for k, _ in scope["headers"]:
-        if k in names:
-            if k in seen:
-                return k.decode()
-            seen.add(k)
+    key: bytes
+    for key, _ in scope["headers"]:
+        if key in names:
+            if key in seen:
+                return key.decode()
+            seen.add(key)
     return None
 
 

@@ -1,0 +1,119 @@
+"""Knowing, cheaply and at once, that another process changed keys or servers.
+
+Caches on the request path (key → Principal) hold until the database says something
+changed. On SQLite, ``PRAGMA data_version`` on a dedicated connection changes whenever
+any other connection commits: a few microseconds per request, and strict. On
+PostgreSQL, every revision bump sends ``NOTIFY patchbay_changes`` inside its
+transaction and the gateway LISTENs; while that connection is down, every call
+reports a change so nothing stale is ever served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from typing import Any, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "patchbay_changes"
+
+
+class ChangeWatcher(Protocol):
+    def generation(self) -> int:
+        """A number that differs from its previous value whenever the data may have changed."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def announce_change(session: AsyncSession) -> None:
+    """Tell listening gateways that keys or servers changed (delivered when the transaction commits)."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+class SqliteWatcher:
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+
+    async def start(self) -> None:
+        self._conn = sqlite3.connect(self._path, check_same_thread=False)
+
+    def generation(self) -> int:
+        if self._conn is None:
+            return -1
+        row = self._conn.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class PostgresWatcher:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._count = 0
+        self._listening = False
+        self._task: asyncio.Task[None] | None = None
+        self._woken = asyncio.Event()
+
+    def generation(self) -> int:
+        if not self._listening:
+            self._count += 1  # blind: treat every request as after a change
+        return self._count
+
+    def _notified(self, *_args: Any) -> None:
+        self._count += 1
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen())
+        async with asyncio.timeout(10):
+            await self._woken.wait()
+
+    async def _listen(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                async with self._engine.connect() as conn:
+                    raw = await conn.get_raw_connection()
+                    driver: Any = raw.driver_connection
+                    closed = asyncio.Event()
+                    driver.add_termination_listener(lambda _conn, done=closed: done.set())
+                    await driver.add_listener(CHANNEL, self._notified)
+                    self._listening = True
+                    self._count += 1
+                    self._woken.set()
+                    delay = 0.2
+                    await closed.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # any database failure: stay blind, retry with backoff
+                logger.exception("lost the PostgreSQL change listener; retrying in %.1fs", delay)
+            self._listening = False
+            self._woken.set()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def make_watcher(engine: AsyncEngine, sqlite_path: str | None) -> ChangeWatcher:
+    if engine.dialect.name == "sqlite" and sqlite_path:
+        return SqliteWatcher(sqlite_path)
+    return PostgresWatcher(engine)
