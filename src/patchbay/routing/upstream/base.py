@@ -67,7 +67,7 @@ class UpstreamConnection(Protocol):
         method: str,
         params: JSONObject | None,
         *,
-        timeout: float,
+        timeout: float,  # noqa: ASYNC109 - the connection must know it to cancel upstream
         sink: MessageSink | None = None,
     ) -> JSONObject:
         """Send a request; return the JSON-RPC response object (with ``result`` or ``error``).
