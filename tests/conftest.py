@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -56,7 +56,7 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, _pg_migrated: str | None, _sqlite_template: Path) -> Iterator[Settings]:
+def settings(tmp_path: Path, _pg_migrated: str | None, _sqlite_template: Path) -> Settings:
     """Settings for one test: its own data dir and a freshly migrated, empty database."""
     home = tmp_path / "home"
     home.mkdir()
@@ -75,7 +75,7 @@ def settings(tmp_path: Path, _pg_migrated: str | None, _sqlite_template: Path) -
             await engine.dispose()
 
         asyncio.run(truncate())
-    yield Settings(
+    return Settings(
         home=home,
         database_url=db_url,
         secret_key="test-secret-key-0123456789abcdef",

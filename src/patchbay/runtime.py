@@ -15,6 +15,7 @@ from patchbay.audit.writer import AuditWriter
 from patchbay.auth.principal import Principal
 from patchbay.auth.resolver import KeyResolver
 from patchbay.jsonrpc_types import JSONObject
+from patchbay.mcp.resource_watch import ResourceWatcher
 from patchbay.mcp.session import SessionStore, server_events_channel
 from patchbay.policy.tools import visible
 from patchbay.routing.catalog import Catalog, CatalogCache
@@ -45,8 +46,12 @@ class Gateway:
     sessions: SessionStore
     watcher: ChangeWatcher
     continuations: dict[str, object] = field(default_factory=dict)
+    resources: ResourceWatcher = field(init=False)
     _tool_lists: OrderedDict[tuple[str, int, str, int], list[JSONObject]] = field(default_factory=OrderedDict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.resources = ResourceWatcher(self.pool, self._upstream_event)
 
     def visible_tools(self, principal: Principal, catalog: Catalog) -> list[JSONObject]:
         """The tool definitions a key may see, cached per catalog revision and key revision."""
@@ -89,6 +94,7 @@ class Gateway:
                 await task
         with contextlib.suppress(Exception):
             await self.resolver.flush_last_used()
+        await self.resources.aclose()
         await self.audit.aclose()
         await self.pool.aclose()
         await self.store.aclose()

@@ -27,11 +27,10 @@ async def test_each_request_is_audited_and_keys_stay_out_of_logs(
     await make_server(sessionmaker, name="audited", upstreams=["time"])
     key = await make_key(sessionmaker, settings, server="audited", allow=[("time__get_current_time", "r")])
     caplog.set_level(logging.DEBUG)
-    async with running_gateway(settings) as url:
-        async with Client(f"{url}/mcp/k/{key}", mode="legacy") as client:
-            await client.call_tool("time__get_current_time", {"timezone": "UTC"})
-            with pytest.raises(MCPError):
-                await client.call_tool("time__convert_time", {})
+    async with running_gateway(settings) as url, Client(f"{url}/mcp/k/{key}", mode="legacy") as client:
+        await client.call_tool("time__get_current_time", {"timezone": "UTC"})
+        with pytest.raises(MCPError):
+            await client.call_tool("time__convert_time", {})
     # Leaving the gateway drains its audit queue.
     async with sessionmaker() as session:
         rows = (await session.scalars(select(AuditRecord).order_by(AuditRecord.id))).all()

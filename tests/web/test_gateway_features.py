@@ -177,3 +177,28 @@ async def test_hanging_upstream_hits_the_timeout(fx_gateway: tuple[str, str]) ->
             await client.call_tool("fx__slow", {"seconds": 30})
         assert "did not answer" in str(timed_out.value) or "timed out" in str(timed_out.value).lower()
         assert _text(await client.call_tool("fx__echo", {"text": "still here"})) == "still here"
+
+
+@pytest.mark.parametrize("fx_gateway", ["streamable-http", "stdio"], indirect=True)
+async def test_resource_updates_reach_subscribed_legacy_clients(fx_gateway: tuple[str, str]) -> None:
+    url, key = fx_gateway
+    updated = anyio.Event()
+    uris: list[str] = []
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            uris.append(str(message.params.uri))
+            updated.set()
+
+    async with Client(f"{url}/mcp/k/{key}", mode="legacy", message_handler=on_message) as client:
+        assert client.server_capabilities.resources is not None
+        assert client.server_capabilities.resources.subscribe
+        await client.subscribe_resource("fixture://static/hello")
+        # The gateway may still be opening its watch on the upstream: touch until the update arrives.
+        with anyio.fail_after(10):
+            while not updated.is_set():
+                await client.call_tool("fx__touch", {"uri": "fixture://static/hello"})
+                with anyio.move_on_after(0.5):
+                    await updated.wait()
+        await client.unsubscribe_resource("fixture://static/hello")
+    assert uris[0] == "fixture://static/hello"

@@ -61,9 +61,7 @@ async def test_legacy_session_opened_on_one_replica_continues_on_another(
             "Mcp-Session-Id": opened.headers["mcp-session-id"],
             "MCP-Protocol-Version": "2025-11-25",
         }
-        await http.post(
-            f"{b}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session
-        )
+        await http.post(f"{b}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
         call = {
             "jsonrpc": "2.0",
             "id": 2,

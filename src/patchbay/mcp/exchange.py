@@ -59,9 +59,7 @@ def finish(ctx: RequestContext, method: str, result: JSONObject) -> JSONObject:
     return result
 
 
-def _response(
-    ctx: RequestContext, method: str, task: asyncio.Task[JSONObject]
-) -> tuple[JSONObject, int | None]:
+def _response(ctx: RequestContext, method: str, task: asyncio.Task[JSONObject]) -> tuple[JSONObject, int | None]:
     exc = task.exception()
     if exc is None:
         return {"jsonrpc": "2.0", "id": ctx.request_id, "result": finish(ctx, method, task.result())}, None
@@ -147,9 +145,7 @@ async def run_exchange(
             return Outcome(200, len(body), None)
 
 
-def take_continuation(
-    continuations: dict[str, Any], params: JSONObject, ctx: RequestContext
-) -> Continuation | None:
+def take_continuation(continuations: dict[str, Any], params: JSONObject, ctx: RequestContext) -> Continuation | None:
     """The parked handler a retry resumes, with the client's answers delivered; None if not ours."""
     state = params.get("requestState")
     if not isinstance(state, str) or not state.startswith(CONTINUATION_PREFIX):
@@ -160,9 +156,7 @@ def take_continuation(
         stale.task.cancel()
     found = continuations.pop(state, None)
     if not isinstance(found, Continuation) or found.ctx.principal.key_id != ctx.principal.key_id:
-        raise RpcError(
-            INVALID_PARAMS, "requestState is unknown or expired; send the request again without it"
-        )
+        raise RpcError(INVALID_PARAMS, "requestState is unknown or expired; send the request again without it")
     answers = params.get("inputResponses") or {}
     if not isinstance(answers, dict):
         raise RpcError(INVALID_PARAMS, "inputResponses must be an object")
@@ -172,8 +166,6 @@ def take_continuation(
         if key in answers and isinstance(answers[key], dict):
             future.set_result({"result": answers[key]})
         else:
-            future.set_result(
-                {"error": {"code": INVALID_PARAMS, "message": f"the client did not answer {key}"}}
-            )
+            future.set_result({"error": {"code": INVALID_PARAMS, "message": f"the client did not answer {key}"}})
     found.ctx.request_id = ctx.request_id
     return found

@@ -76,9 +76,7 @@ async def forward(ctx: RequestContext, upstream: Upstream, method: str, params: 
     if error is not None:
         if not isinstance(error, dict):
             raise RpcError(INTERNAL_ERROR, f"upstream '{upstream.slug}' sent a malformed error")
-        raise RpcError(
-            int(error.get("code", INTERNAL_ERROR)), str(error.get("message", "")), error.get("data")
-        )
+        raise RpcError(int(error.get("code", INTERNAL_ERROR)), str(error.get("message", "")), error.get("data"))
     result = response.get("result")
     if not isinstance(result, dict):
         raise RpcError(INTERNAL_ERROR, f"upstream '{upstream.slug}' sent a result that is not an object")
@@ -281,7 +279,16 @@ async def resources_subscribe(ctx: RequestContext, params: JSONObject) -> JSONOb
     uri = params.get("uri")
     if not isinstance(uri, str) or ctx.session is None:
         raise RpcError(INVALID_PARAMS, "resources/subscribe needs a uri and a session")
-    await _by_resource(ctx, uri, "resources/subscribe", params)
+    owner = ctx.catalog.resource_owner.get(uri)
+    if owner is None:
+        able = [u for u in ctx.catalog.with_capability("resources") if u.capabilities["resources"].get("subscribe")]
+        if not able:
+            raise RpcError(INVALID_PARAMS, f"no upstream can subscribe to {uri}")
+        owner = able[0]
+    if ctx.gateway.resources.needs_listen(owner.protocol_version):
+        ctx.gateway.resources.watch(owner.spec, uri)
+    else:
+        await forward(ctx, owner, "resources/subscribe", upstream_params(ctx, params))
     if uri not in ctx.session.subscriptions:
         ctx.session.subscriptions.append(uri)
         await ctx.gateway.sessions.save(ctx.session)

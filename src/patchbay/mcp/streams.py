@@ -58,9 +58,7 @@ async def _pump(
         try:
             while not gone.done():
                 nxt = asyncio.ensure_future(iterator.__anext__())
-                done, _ = await asyncio.wait(
-                    {nxt, gone}, timeout=KEEPALIVE_SECONDS, return_when="FIRST_COMPLETED"
-                )
+                done, _ = await asyncio.wait({nxt, gone}, timeout=KEEPALIVE_SECONDS, return_when="FIRST_COMPLETED")
                 if nxt in done:
                     _channel, raw = nxt.result()
                     if accept is not None and not await accept(raw):
@@ -81,9 +79,7 @@ async def _pump(
     return written
 
 
-async def serve_legacy_stream(
-    gw: Gateway, session: LegacySession, receive: Receive, send: Send, channel: str
-) -> None:
+async def serve_legacy_stream(gw: Gateway, session: LegacySession, receive: Receive, send: Send, channel: str) -> None:
     """The 2025-11-25 standalone GET stream of a session: its own messages and its server's events."""
 
     async def accept(raw: bytes) -> bool:

@@ -26,6 +26,9 @@ SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
 # Envelope keys a downstream modern client may have put in _meta; they describe that client, not us.
 ENVELOPE_KEYS = (VERSION_KEY, CAPABILITIES_KEY, CLIENT_INFO_KEY, "io.modelcontextprotocol/logLevel")
 
+# Envelope keys a caller may set for the client it acts for.
+_CALLER_KEYS = (CAPABILITIES_KEY, "io.modelcontextprotocol/logLevel")
+
 # The gateway relays sampling, elicitation and roots requests to the downstream client that caused them.
 CLIENT_CAPABILITIES: JSONObject = {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {}}
 
@@ -53,12 +56,23 @@ def envelope(version: str) -> JSONObject:
 
 
 def stamp_modern(params: JSONObject | None, env: JSONObject) -> JSONObject:
-    """Params with the gateway's envelope merged into ``_meta`` (the caller's dict is not modified)."""
+    """Params with the gateway's envelope merged into ``_meta`` (the caller's dict is not modified).
+
+    Version and client identity are the gateway's; capabilities and log level the caller put
+    there describe the downstream client the request is for, and win.
+    """
     if params is None:
         return {"_meta": env}
     out = dict(params)
     meta = out.get("_meta")
-    out["_meta"] = {**meta, **env} if isinstance(meta, dict) and meta else env
+    if not isinstance(meta, dict) or not meta:
+        out["_meta"] = env
+        return out
+    merged = {**meta, **env}
+    for key in _CALLER_KEYS:
+        if key in meta:
+            merged[key] = meta[key]
+    out["_meta"] = merged
     return out
 
 
@@ -74,9 +88,7 @@ def strip_envelope(params: JSONObject | None) -> JSONObject | None:
     return out
 
 
-def modern_headers(
-    base: dict[str, str], version: str, method: str, params: JSONObject | None
-) -> dict[str, str]:
+def modern_headers(base: dict[str, str], version: str, method: str, params: JSONObject | None) -> dict[str, str]:
     """``base`` plus the routing headers a modern HTTP request carries (they must agree with the body)."""
     headers = {**base, "mcp-protocol-version": version, "mcp-method": method}
     key = NAME_PARAMS.get(method)
@@ -137,15 +149,11 @@ async def initialize(name: str, call: RawCall) -> Negotiated | JSONObject:
         return response
     if "error" in response:
         error = response["error"]
-        raise UpstreamError(
-            f"upstream {name!r} refused initialize: {error.get('message')} ({error.get('code')})"
-        )
+        raise UpstreamError(f"upstream {name!r} refused initialize: {error.get('message')} ({error.get('code')})")
     result = _as_object(response.get("result"))
     version = result.get("protocolVersion")
     if version not in HANDSHAKE_VERSIONS:
-        raise UpstreamError(
-            f"upstream {name!r} answered initialize with unsupported protocol version {version!r}"
-        )
+        raise UpstreamError(f"upstream {name!r} answered initialize with unsupported protocol version {version!r}")
     instructions = result.get("instructions")
     return Negotiated(
         protocol_version=version,
@@ -196,9 +204,7 @@ async def negotiate(name: str, era: Era, call: RawCall) -> Negotiated:
         # side but locked the server modern): re-probe once at a version it names.
         mutual = _mutual_modern(_supported(settled))
         if mutual is None or attempt == 1 or era == "legacy":
-            raise UpstreamError(
-                f"upstream {name!r} rejected the protocol version: {settled['error'].get('message')}"
-            )
+            raise UpstreamError(f"upstream {name!r} rejected the protocol version: {settled['error'].get('message')}")
         version = mutual
         era = "modern"
     raise AssertionError("unreachable")
