@@ -30,9 +30,7 @@ class Pending:
 
     __slots__ = ("future", "method", "progress_token", "sink", "tasks")
 
-    def __init__(
-        self, method: str, sink: MessageSink | None, future: asyncio.Future[JSONObject] | None
-    ) -> None:
+    def __init__(self, method: str, sink: MessageSink | None, future: asyncio.Future[JSONObject] | None) -> None:
         self.method = method
         self.sink = sink
         self.future = future
@@ -126,9 +124,7 @@ class RpcCore:
             task = self.spawn(self._serve(message, method, related), related)
             if isinstance(uid, str | int):
                 self._serving[uid] = task
-                task.add_done_callback(
-                    lambda done: self._serving.pop(uid) if self._serving.get(uid) is done else None
-                )
+                task.add_done_callback(lambda done: self._serving.pop(uid) if self._serving.get(uid) is done else None)
         else:
             await self._notify(message, method, related)
 
@@ -164,10 +160,13 @@ class RpcCore:
             pending.future.set_exception(UpstreamError(problem))
 
     def _sole_sink(self) -> Pending | None:
-        """The in-flight request a message must belong to when only one could have caused it."""
+        """The in-flight request a message must belong to when only one could have caused it.
+
+        Listen streams never carry logs or server→client requests, so they are not candidates.
+        """
         found = None
         for pending in self.pending.values():
-            if pending.sink is not None:
+            if pending.sink is not None and pending.method != "subscriptions/listen":
                 if found is not None:
                     return None
                 found = pending
@@ -229,9 +228,7 @@ class RpcCore:
         # The transport knows the request when its stream carried this; otherwise only one may fit.
         target = related if related is not None else self._sole_sink()
         if target is None or target.sink is None:
-            await self._reply(
-                _error(uid, METHOD_NOT_FOUND, f"gateway cannot tell which client {method} is for")
-            )
+            await self._reply(_error(uid, METHOD_NOT_FOUND, f"gateway cannot tell which client {method} is for"))
             return
         try:
             answer = await target.sink.request(message)
