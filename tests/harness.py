@@ -23,6 +23,20 @@ from patchbay.services.users import create_user, get_user
 from patchbay.settings import Settings
 
 
+def initialize_request(capabilities: dict[str, object] | None = None) -> dict[str, object]:
+    """A 2025-11-25 ``initialize`` request body, for tests that speak raw HTTP."""
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": capabilities or {},
+            "clientInfo": {"name": "test", "version": "1"},
+        },
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -34,9 +48,7 @@ async def running_gateway(settings: Settings) -> AsyncIterator[str]:
     """Serve the gateway on a free loopback port; yields its base URL."""
     port = free_port()
     app = create_app(settings.model_copy(update={"port": port}))
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(20):

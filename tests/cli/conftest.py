@@ -23,9 +23,7 @@ TIME_COMMAND = f"{sys.executable} -m mcp_server_time --local-timezone=UTC"
 
 
 class Cli(Protocol):
-    def __call__(
-        self, *args: str, input: str | None = None, env: dict[str, str | None] | None = None
-    ) -> Result: ...
+    def __call__(self, *args: str, input: str | None = None, env: dict[str, str | None] | None = None) -> Result: ...
 
 
 def cli_env(settings: Settings) -> dict[str, str | None]:

@@ -79,13 +79,9 @@ def test_server_create_and_tool_switches(cli: Cli) -> None:
 
 
 @pytest.mark.usefixtures("seeded")
-def test_key_secret_is_printed_once_on_the_last_line_and_stored_only_hashed(
-    cli: Cli, settings: Settings
-) -> None:
+def test_key_secret_is_printed_once_on_the_last_line_and_stored_only_hashed(cli: Cli, settings: Settings) -> None:
     assert cli("server", "create", "s", "--upstream", "time").exit_code == 0
-    result = cli(
-        "key", "create", "--server", "s", "--user", "alice@example.com", "--name", "ci", "--expires-in", "30d"
-    )
+    result = cli("key", "create", "--server", "s", "--user", "alice@example.com", "--name", "ci", "--expires-in", "30d")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     secret = lines[-1]
@@ -114,9 +110,7 @@ def test_key_secret_is_printed_once_on_the_last_line_and_stored_only_hashed(
     twice = cli("key", "revoke", meta["prefix"])
     assert twice.exit_code == 1
     assert one_error_line(twice).startswith(f"error: key {meta['prefix']} is already revoked")
-    states = {
-        k["prefix"]: k["state"] for k in json.loads(cli("key", "list", "--server", "s", "--json").stdout)
-    }
+    states = {k["prefix"]: k["state"] for k in json.loads(cli("key", "list", "--server", "s", "--json").stdout)}
     assert states[meta["prefix"]] == "revoked"
     assert list(states.values()).count("active") == 1
 

@@ -12,9 +12,7 @@ from tests.cli.conftest import Cli, in_db, one_error_line
 
 
 def test_user_create_reads_the_password_from_stdin(cli: Cli, settings: Settings) -> None:
-    result = cli(
-        "user", "create", "Alice@Example.com", "--password-stdin", "--admin", "--json", input="s3cret pass\n"
-    )
+    result = cli("user", "create", "Alice@Example.com", "--password-stdin", "--admin", "--json", input="s3cret pass\n")
     assert result.exit_code == 0, result.output
     created = json.loads(result.stdout)
     assert created["email"] == "alice@example.com"

@@ -20,9 +20,7 @@ from tests.fixtures.servers import REPO_ROOT, garbage_stdio_command, running_fix
 TIME_COMMAND = (sys.executable, "-m", "mcp_server_time")
 
 
-def stdio_spec(
-    key: str = "fixture", *args: str, era: Era = "auto", command: tuple[str, ...] = ()
-) -> UpstreamSpec:
+def stdio_spec(key: str = "fixture", *args: str, era: Era = "auto", command: tuple[str, ...] = ()) -> UpstreamSpec:
     """A spec for the stdio fixture server (extra command-line ``args`` such as ``--era legacy``)."""
     return UpstreamSpec(
         key=key,

@@ -55,18 +55,14 @@ async def test_command_not_found() -> None:
 
 
 async def test_a_server_that_exits_at_once_is_reported_with_its_last_words() -> None:
-    script = (
-        "import sys; print('starting'); print('error: FOO_API_KEY is not set', file=sys.stderr); sys.exit(2)"
-    )
+    script = "import sys; print('starting'); print('error: FOO_API_KEY is not set', file=sys.stderr); sys.exit(2)"
     with pytest.raises(UpstreamError) as info:
         await discover(stdio_spec(command=(sys.executable, "-c", script)), timeout=10)
     assert str(info.value) == "upstream 'fixture' exited with code 2: error: FOO_API_KEY is not set"
 
 
 async def test_connection_refused() -> None:
-    spec = UpstreamSpec(
-        key="r", name="gone", transport="streamable_http", url=f"http://127.0.0.1:{free_port()}/mcp"
-    )
+    spec = UpstreamSpec(key="r", name="gone", transport="streamable_http", url=f"http://127.0.0.1:{free_port()}/mcp")
     with pytest.raises(UpstreamError, match=r"^upstream 'gone': cannot connect to"):
         await discover(spec, timeout=5)
 

@@ -19,12 +19,8 @@ from tests.routing.conftest import RecordingSink, call, text_of
 pytestmark = pytest.mark.anyio
 
 
-def http_spec(
-    url: str, key: str = "http", *, era: Era = "auto", headers: dict[str, str] | None = None
-) -> UpstreamSpec:
-    return UpstreamSpec(
-        key=key, name="fixture", transport="streamable_http", url=url, era=era, headers=headers or {}
-    )
+def http_spec(url: str, key: str = "http", *, era: Era = "auto", headers: dict[str, str] | None = None) -> UpstreamSpec:
+    return UpstreamSpec(key=key, name="fixture", transport="streamable_http", url=url, era=era, headers=headers or {})
 
 
 async def whoami(pool: UpstreamPool, spec: UpstreamSpec) -> dict[str, str]:
@@ -51,9 +47,7 @@ async def test_add_returns_structured_content_unchanged(pool: UpstreamPool, http
     assert response["result"]["structuredContent"] == {"result": 42}
 
 
-async def test_legacy_server_gets_a_session_and_the_version_header(
-    pool: UpstreamPool, legacy_http_url: str
-) -> None:
+async def test_legacy_server_gets_a_session_and_the_version_header(pool: UpstreamPool, legacy_http_url: str) -> None:
     spec = http_spec(legacy_http_url, headers={"X-Api-Key": "secret-2"})
     headers = await whoami(pool, spec)
     assert headers["mcp-protocol-version"] == "2025-11-25"
@@ -78,14 +72,10 @@ async def test_a_lost_session_is_initialized_again_once(pool: UpstreamPool, lega
 
 
 @pytest.mark.parametrize("era", ["auto", "legacy"])
-async def test_progress_on_the_event_stream_reaches_the_sink(
-    pool: UpstreamPool, http_url: str, era: Era
-) -> None:
+async def test_progress_on_the_event_stream_reaches_the_sink(pool: UpstreamPool, http_url: str, era: Era) -> None:
     sink = RecordingSink()
     params = {**call("progress", steps=3), "_meta": {"progressToken": 7}}
-    response = await pool.request(
-        http_spec(http_url, era, era=era), "tools/call", params, timeout=10, sink=sink
-    )
+    response = await pool.request(http_spec(http_url, era, era=era), "tools/call", params, timeout=10, sink=sink)
     assert text_of(response) == "done"
     assert [(n["params"]["progressToken"], n["params"]["progress"]) for n in sink.notifications] == [
         (7, 1),
@@ -94,9 +84,7 @@ async def test_progress_on_the_event_stream_reaches_the_sink(
     ]
 
 
-async def test_legacy_sampling_request_is_answered_through_the_sink(
-    pool: UpstreamPool, http_url: str
-) -> None:
+async def test_legacy_sampling_request_is_answered_through_the_sink(pool: UpstreamPool, http_url: str) -> None:
     sink = RecordingSink(answer="the client's model says hi")
     spec = http_spec(http_url, "legacy", era="legacy")
     response = await pool.request(spec, "tools/call", call("sample", prompt="hi"), timeout=10, sink=sink)
@@ -109,9 +97,7 @@ async def test_concurrent_calls_share_one_connection(pool: UpstreamPool, http_ur
     results: list[str] = []
 
     async def one(index: int) -> None:
-        results.append(
-            text_of(await pool.request(spec, "tools/call", call("echo", text=str(index)), timeout=10))
-        )
+        results.append(text_of(await pool.request(spec, "tools/call", call("echo", text=str(index)), timeout=10)))
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
@@ -122,9 +108,7 @@ async def test_concurrent_calls_share_one_connection(pool: UpstreamPool, http_ur
 
 
 @pytest.mark.parametrize("era", ["auto", "legacy"])
-async def test_a_hanging_call_times_out_and_the_next_one_works(
-    pool: UpstreamPool, http_url: str, era: Era
-) -> None:
+async def test_a_hanging_call_times_out_and_the_next_one_works(pool: UpstreamPool, http_url: str, era: Era) -> None:
     spec = http_spec(http_url, era, era=era)
     with anyio.fail_after(3), pytest.raises(UpstreamTimeout, match=r"did not answer tools/call within 0.3 s"):
         await pool.request(spec, "tools/call", call("slow", seconds=30), timeout=0.3)
@@ -138,9 +122,7 @@ async def test_json_rpc_errors_pass_through(pool: UpstreamPool, http_url: str) -
 
 async def test_connection_refused_is_a_clear_error(pool: UpstreamPool) -> None:
     url = f"http://127.0.0.1:{free_port()}/mcp"
-    with pytest.raises(
-        UpstreamError, match=r"upstream 'fixture': cannot connect to http://127\.0\.0\.1:\d+/mcp"
-    ):
+    with pytest.raises(UpstreamError, match=r"upstream 'fixture': cannot connect to http://127\.0\.0\.1:\d+/mcp"):
         await pool.request(http_spec(url), "tools/list", None, timeout=5)
 
 
@@ -178,22 +160,16 @@ async def test_garbage_answers_give_a_clear_error(pool: UpstreamPool, mode: str,
 async def test_mcp_param_headers_are_sent_for_annotated_tools(pool: UpstreamPool) -> None:
     command = [sys.executable, "-m", "tests.fixtures.conformance_server", "--transport", "streamable-http"]
     async with spawn_ready([*command, "--port", "0"]) as server:
-        spec = UpstreamSpec(
-            key="conformance", name="conformance", transport="streamable_http", url=server.url
-        )
+        spec = UpstreamSpec(key="conformance", name="conformance", transport="streamable_http", url=server.url)
         # No tools/list first: the gateway learns the annotation from the upstream's refusal.
-        response = await pool.request(
-            spec, "tools/call", call("test_header_param", region="eu-west"), timeout=10
-        )
+        response = await pool.request(spec, "tools/call", call("test_header_param", region="eu-west"), timeout=10)
         assert "error" not in response, response
         assert "eu-west" in text_of(response)
         again = await pool.request(spec, "tools/call", call("test_header_param", region="Zürich"), timeout=10)
         assert "error" not in again, again
 
 
-async def test_legacy_get_stream_notifications_reach_the_pool_handler(
-    pool: UpstreamPool, legacy_http_url: str
-) -> None:
+async def test_legacy_get_stream_notifications_reach_the_pool_handler(pool: UpstreamPool, legacy_http_url: str) -> None:
     arrived = anyio.Event()
     got: list[tuple[str, str, dict[str, object]]] = []
 

@@ -102,8 +102,6 @@ async def test_forced_legacy_never_probes() -> None:
 
 
 async def test_an_unknown_handshake_version_is_an_error() -> None:
-    script = Script(
-        server_discover=[error(-32601)], initialize=[{"result": {"protocolVersion": "1999-01-01"}}]
-    )
+    script = Script(server_discover=[error(-32601)], initialize=[{"result": {"protocolVersion": "1999-01-01"}}])
     with pytest.raises(UpstreamError, match="unsupported protocol version '1999-01-01'"):
         await run(script)

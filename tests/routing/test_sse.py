@@ -17,15 +17,11 @@ pytestmark = pytest.mark.anyio
 
 
 def sse_spec(url: str, key: str = "sse", *, era: Era = "auto") -> UpstreamSpec:
-    return UpstreamSpec(
-        key=key, name="fixture", transport="sse", url=url, era=era, headers={"X-Api-Key": "k-sse"}
-    )
+    return UpstreamSpec(key=key, name="fixture", transport="sse", url=url, era=era, headers={"X-Api-Key": "k-sse"})
 
 
 @pytest.mark.parametrize(("era", "version"), [("auto", "2026-07-28"), ("legacy", "2025-11-25")])
-async def test_tool_call_over_sse_in_both_eras(
-    pool: UpstreamPool, sse_url: str, era: Era, version: str
-) -> None:
+async def test_tool_call_over_sse_in_both_eras(pool: UpstreamPool, sse_url: str, era: Era, version: str) -> None:
     spec = sse_spec(sse_url, era, era=era)
     response = await pool.request(spec, "tools/call", call("whoami"), timeout=10)
     assert json.loads(text_of(response))["headers"]["x-api-key"] == "k-sse"
@@ -37,9 +33,7 @@ async def test_concurrent_calls_over_one_event_stream(pool: UpstreamPool, sse_ur
     results: dict[int, str] = {}
 
     async def one(index: int) -> None:
-        results[index] = text_of(
-            await pool.request(spec, "tools/call", call("echo", text=str(index)), timeout=10)
-        )
+        results[index] = text_of(await pool.request(spec, "tools/call", call("echo", text=str(index)), timeout=10))
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:

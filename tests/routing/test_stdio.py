@@ -89,9 +89,7 @@ async def test_concurrent_calls_are_multiplexed_on_one_process(pool: UpstreamPoo
     answers: dict[int, str] = {}
 
     async def one(index: int) -> None:
-        answers[index] = text_of(
-            await pool.request(spec, "tools/call", call("echo", text=f"n{index}"), timeout=10)
-        )
+        answers[index] = text_of(await pool.request(spec, "tools/call", call("echo", text=f"n{index}"), timeout=10))
 
     async def slow() -> None:
         await pool.request(spec, "tools/call", call("slow", seconds=0.5), timeout=10)
@@ -187,9 +185,7 @@ async def test_server_requests_reach_the_sink_and_its_answer_gets_back(pool: Ups
     response = await pool.request(spec, "tools/call", call(tool, **arguments), timeout=10, sink=sink)
     expected = "hello from the client" if tool == "sample" else '["file:///work"]'
     assert text_of(response) == expected
-    assert [r["method"] for r in sink.requests] == [
-        "sampling/createMessage" if tool == "sample" else "roots/list"
-    ]
+    assert [r["method"] for r in sink.requests] == ["sampling/createMessage" if tool == "sample" else "roots/list"]
 
 
 async def test_a_server_request_without_a_client_is_refused_not_hung(pool: UpstreamPool) -> None:
@@ -275,7 +271,5 @@ async def test_an_upstream_ping_is_answered_by_the_gateway(pool: UpstreamPool) -
 
 async def test_era_modern_refuses_a_legacy_only_server(pool: UpstreamPool) -> None:
     spec = replace(tiny_spec(), era="modern")
-    with pytest.raises(
-        UpstreamError, match=r"does not speak the 2026-07-28 protocol: Method not found \(-32601\)"
-    ):
+    with pytest.raises(UpstreamError, match=r"does not speak the 2026-07-28 protocol: Method not found \(-32601\)"):
         await pool.request(spec, "tools/list", None, timeout=5)

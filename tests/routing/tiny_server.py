@@ -44,9 +44,7 @@ def main() -> None:
                 {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": info},
             )
         elif method == "server/discover":
-            send(
-                {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": "Method not found"}}
-            )
+            send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": "Method not found"}})
         elif method == "tools/list":
             result(request_id, {"tools": TOOLS})
         elif method == "tools/call" and params.get("name") == "sample":
@@ -68,9 +66,7 @@ def main() -> None:
             text = str(params.get("arguments", {}).get("text", ""))
             result(request_id, {"content": [{"type": "text", "text": text}]})
         elif request_id is not None:
-            send(
-                {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": "Method not found"}}
-            )
+            send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": "Method not found"}})
 
 
 if __name__ == "__main__":

@@ -24,9 +24,7 @@ def test_durations_parse(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize(
-    "text", ["", "30", "d", "30 days", "-5m", "1.5h", "0s", "0d0h", "99999999999999d", "11y"]
-)
+@pytest.mark.parametrize("text", ["", "30", "d", "30 days", "-5m", "1.5h", "0s", "0d0h", "99999999999999d", "11y"])
 def test_bad_durations_are_refused_with_a_reason(text: str) -> None:
     with pytest.raises(InvalidInput):
         parse_duration(text)

@@ -21,9 +21,7 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def server(db: AsyncSession, org: Organization, secret: bytes) -> Server:
     await make_upstream(db, org=org, secret=secret, name="time", tools=[*TIME_TOOLS, tool("set_timezone")])
-    created = await create_server(
-        db, org_id=org.id, name="s", upstream_slugs=["time"], tools=None, plain_names=False
-    )
+    created = await create_server(db, org_id=org.id, name="s", upstream_slugs=["time"], tools=None, plain_names=False)
     await db.commit()
     return created
 
@@ -47,9 +45,7 @@ async def _all_text(db: AsyncSession) -> str:
 async def test_key_secret_is_returned_once_and_stored_only_as_prefix_and_hmac(
     db: AsyncSession, server: Server, user: User, secret: bytes
 ) -> None:
-    key, plain = await create_key(
-        db, server=server, user=user, name="ci", allow=None, expires_in=None, secret=secret
-    )
+    key, plain = await create_key(db, server=server, user=user, name="ci", allow=None, expires_in=None, secret=secret)
     await db.commit()
     assert plain.startswith("pb_")
     assert plain.startswith(key.prefix)
@@ -75,9 +71,7 @@ async def test_allow_list_grants_read_or_read_write(
     )
     await db.commit()
     assert not key.all_tools
-    perms = (
-        await db.scalars(select(ApiKeyToolPermission).where(ApiKeyToolPermission.api_key_id == key.id))
-    ).all()
+    perms = (await db.scalars(select(ApiKeyToolPermission).where(ApiKeyToolPermission.api_key_id == key.id))).all()
     assert sorted((p.can_read, p.can_write) for p in perms) == [(True, False), (True, True)]
     [summary] = await list_keys(db, org_id=server.org_id)
     assert summary.tools == {"time__get_current_time": "r", "time__set_timezone": "rw"}
@@ -116,9 +110,7 @@ async def test_only_members_of_the_servers_org_get_keys(
         select(Organization).where(Organization.is_personal.is_(True), Organization.name == user.email)
     )
     assert personal is not None
-    other = await create_server(
-        db, org_id=personal.id, name="mine", upstream_slugs=[], tools=None, plain_names=False
-    )
+    other = await create_server(db, org_id=personal.id, name="mine", upstream_slugs=[], tools=None, plain_names=False)
     stranger = await create_user(db, email="mallory@example.com", password=None, admin=False)
     with pytest.raises(InvalidInput, match=r"mallory@example\.com is not a member"):
         await create_key(db, server=other, user=stranger, name="", allow=None, expires_in=None, secret=secret)
@@ -128,9 +120,7 @@ async def test_only_members_of_the_servers_org_get_keys(
 async def test_revoke_sets_the_time_bumps_the_revision_and_refuses_twice(
     db: AsyncSession, server: Server, user: User, secret: bytes
 ) -> None:
-    key, plain = await create_key(
-        db, server=server, user=user, name="", allow=None, expires_in=None, secret=secret
-    )
+    key, plain = await create_key(db, server=server, user=user, name="", allow=None, expires_in=None, secret=secret)
     await db.commit()
     revoked = await revoke_key(db, prefix=key.prefix, org_id=server.org_id)
     await db.commit()
@@ -143,23 +133,17 @@ async def test_revoke_sets_the_time_bumps_the_revision_and_refuses_twice(
         await revoke_key(db, prefix="pb_nothere")
 
 
-async def test_expired_keys_show_as_expired(
-    db: AsyncSession, server: Server, user: User, secret: bytes
-) -> None:
+async def test_expired_keys_show_as_expired(db: AsyncSession, server: Server, user: User, secret: bytes) -> None:
     key, _ = await create_key(
         db, server=server, user=user, name="", allow=None, expires_in=timedelta(seconds=5), secret=secret
     )
     assert key_state(key) == "active"
     assert key_state(key, now=utcnow() + timedelta(seconds=6)) == "expired"
     with pytest.raises(InvalidInput, match="expire in the future"):
-        await create_key(
-            db, server=server, user=user, name="", allow=None, expires_in=timedelta(0), secret=secret
-        )
+        await create_key(db, server=server, user=user, name="", allow=None, expires_in=timedelta(0), secret=secret)
 
 
-async def test_list_keys_filters_by_server(
-    db: AsyncSession, server: Server, user: User, secret: bytes
-) -> None:
+async def test_list_keys_filters_by_server(db: AsyncSession, server: Server, user: User, secret: bytes) -> None:
     other = await create_server(
         db, org_id=server.org_id, name="other", upstream_slugs=["time"], tools=None, plain_names=False
     )

@@ -39,10 +39,7 @@ def test_variables_expand_from_the_given_environment() -> None:
             }
         }
     )
-    entries = {
-        e.name: e
-        for e in parse_mcp_servers_file(text, environ={"GH_TOKEN": "abc", "HOST": "h.io", "KEY": "k"})
-    }
+    entries = {e.name: e for e in parse_mcp_servers_file(text, environ={"GH_TOKEN": "abc", "HOST": "h.io", "KEY": "k"})}
     assert entries["gh"].command == ("npx", "gh-mcp")
     assert entries["gh"].env == {"TOKEN": "abc"}
     assert entries["api"].url == "https://h.io/mcp"
@@ -53,9 +50,7 @@ def test_variables_expand_from_the_given_environment() -> None:
 
 def test_a_missing_variable_is_named_but_not_guessed() -> None:
     text = json.dumps({"mcpServers": {"gh": {"command": "x", "env": {"TOKEN": "${GH_TOKEN}"}}}})
-    with pytest.raises(
-        InvalidInput, match=r"mcpServers\.gh\.env\.TOKEN: environment variable GH_TOKEN is not set"
-    ):
+    with pytest.raises(InvalidInput, match=r"mcpServers\.gh\.env\.TOKEN: environment variable GH_TOKEN is not set"):
         parse_mcp_servers_file(text, environ={})
 
 

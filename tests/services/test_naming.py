@@ -39,9 +39,7 @@ def test_slugify_is_idempotent_and_never_contains_the_separator(name: str) -> No
 
 
 def test_default_names_are_prefixed_with_the_upstream_slug() -> None:
-    assert (
-        default_tool_name(slug="time", tool_name="get_current_time", plain=False) == "time__get_current_time"
-    )
+    assert default_tool_name(slug="time", tool_name="get_current_time", plain=False) == "time__get_current_time"
     assert default_tool_name(slug="time", tool_name="get_current_time", plain=True) == "get_current_time"
 
 
@@ -64,15 +62,11 @@ def test_valid_names_pass_unchanged() -> None:
 
 
 def test_collisions_get_a_stable_suffix_and_the_oldest_keeps_the_name() -> None:
-    names = resolve_names(
-        [NameRequest("002", "search"), NameRequest("001", "search"), NameRequest("003", "other")]
-    )
+    names = resolve_names([NameRequest("002", "search"), NameRequest("001", "search"), NameRequest("003", "other")])
     assert names["001"] == "search"
     assert names["003"] == "other"
     assert names["002"].startswith("search_") and len(names["002"]) == len("search_") + 6
-    again = resolve_names(
-        [NameRequest("001", "search"), NameRequest("002", "search"), NameRequest("003", "other")]
-    )
+    again = resolve_names([NameRequest("001", "search"), NameRequest("002", "search"), NameRequest("003", "other")])
     assert again == names
 
 

@@ -15,9 +15,7 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def two_upstreams(db: AsyncSession, org: Organization, secret: bytes) -> None:
     await make_upstream(db, org=org, secret=secret, name="time", tools=TIME_TOOLS)
-    await make_upstream(
-        db, org=org, secret=secret, name="clock", tools=[tool("get_current_time"), tool("set_alarm")]
-    )
+    await make_upstream(db, org=org, secret=secret, name="clock", tools=[tool("get_current_time"), tool("set_alarm")])
 
 
 @pytest.mark.usefixtures("two_upstreams")
@@ -40,9 +38,7 @@ async def test_server_exposes_every_tool_prefixed_by_default(db: AsyncSession, o
 @pytest.mark.usefixtures("two_upstreams")
 async def test_plain_names_refuse_a_clash_and_name_it(db: AsyncSession, org: Organization) -> None:
     with pytest.raises(InvalidInput, match="'get_current_time' would come from both time and clock"):
-        await create_server(
-            db, org_id=org.id, name="s", upstream_slugs=["time", "clock"], tools=None, plain_names=True
-        )
+        await create_server(db, org_id=org.id, name="s", upstream_slugs=["time", "clock"], tools=None, plain_names=True)
 
 
 @pytest.mark.usefixtures("two_upstreams")
@@ -62,9 +58,7 @@ async def test_plain_names_work_when_tools_avoid_the_clash(db: AsyncSession, org
 @pytest.mark.usefixtures("two_upstreams")
 async def test_tool_selection_errors_are_specific(db: AsyncSession, org: Organization) -> None:
     kwargs = {"org_id": org.id, "name": "s", "upstream_slugs": ["time", "clock"], "plain_names": False}
-    with pytest.raises(
-        InvalidInput, match="offered by several upstreams; write time__get_current_time or clock__"
-    ):
+    with pytest.raises(InvalidInput, match="offered by several upstreams; write time__get_current_time or clock__"):
         await create_server(db, tools=["get_current_time"], **kwargs)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="no active tool 'nope' in the upstreams given"):
         await create_server(db, tools=["nope"], **kwargs)  # type: ignore[arg-type]
@@ -78,22 +72,14 @@ async def test_server_names_are_unique_and_upstreams_must_exist(db: AsyncSession
     with pytest.raises(Conflict, match="'s' already exists"):
         await create_server(db, org_id=org.id, name="S", upstream_slugs=[], tools=None, plain_names=False)
     with pytest.raises(NotFound, match="upstream 'nope'"):
-        await create_server(
-            db, org_id=org.id, name="t", upstream_slugs=["nope"], tools=None, plain_names=False
-        )
+        await create_server(db, org_id=org.id, name="t", upstream_slugs=["nope"], tools=None, plain_names=False)
     with pytest.raises(InvalidInput, match="given twice"):
-        await create_server(
-            db, org_id=org.id, name="t", upstream_slugs=["time", "TIME"], tools=None, plain_names=False
-        )
+        await create_server(db, org_id=org.id, name="t", upstream_slugs=["time", "TIME"], tools=None, plain_names=False)
 
 
 @pytest.mark.usefixtures("two_upstreams")
-async def test_enable_and_disable_by_exposed_name_bump_the_revision(
-    db: AsyncSession, org: Organization
-) -> None:
-    server = await create_server(
-        db, org_id=org.id, name="s", upstream_slugs=["time"], tools=None, plain_names=False
-    )
+async def test_enable_and_disable_by_exposed_name_bump_the_revision(db: AsyncSession, org: Organization) -> None:
+    server = await create_server(db, org_id=org.id, name="s", upstream_slugs=["time"], tools=None, plain_names=False)
     await db.commit()
     rows = await set_tools_enabled(db, server=server, enable=[], disable=["time__convert_time"])
     await db.commit()
@@ -107,9 +93,7 @@ async def test_enable_and_disable_by_exposed_name_bump_the_revision(
     with pytest.raises(InvalidInput, match="has no tool named 'convert_time'"):
         await set_tools_enabled(db, server=server, enable=["convert_time"], disable=[])
     with pytest.raises(InvalidInput, match="both enabled and disabled"):
-        await set_tools_enabled(
-            db, server=server, enable=["time__convert_time"], disable=["time__convert_time"]
-        )
+        await set_tools_enabled(db, server=server, enable=["time__convert_time"], disable=["time__convert_time"])
 
 
 @pytest.mark.usefixtures("two_upstreams")

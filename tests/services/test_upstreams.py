@@ -108,9 +108,7 @@ async def test_a_config_copied_onto_another_upstream_does_not_decrypt(
 
 
 async def test_stdio_spec_carries_the_command(db: AsyncSession, org: Organization, secret: bytes) -> None:
-    template = await make_upstream(
-        db, org=org, secret=secret, name="time", tools=TIME_TOOLS, env={"TZ": "UTC"}
-    )
+    template = await make_upstream(db, org=org, secret=secret, name="time", tools=TIME_TOOLS, env={"TZ": "UTC"})
     spec = await upstream_spec(db, template=template, org_id=org.id, secret=secret)
     assert spec.transport == "stdio"
     assert spec.command == ("fake-server", "--stdio")
@@ -118,9 +116,7 @@ async def test_stdio_spec_carries_the_command(db: AsyncSession, org: Organizatio
     assert spec.name == "time"
 
 
-async def test_same_slug_twice_in_an_org_is_a_conflict(
-    db: AsyncSession, org: Organization, secret: bytes
-) -> None:
+async def test_same_slug_twice_in_an_org_is_a_conflict(db: AsyncSession, org: Organization, secret: bytes) -> None:
     await make_upstream(db, org=org, secret=secret, name="time", tools=[])
     with pytest.raises(Conflict, match="'time' already exists"):
         await make_upstream(db, org=org, secret=secret, name="TIME", tools=[])
@@ -165,9 +161,7 @@ async def test_bad_upstream_input_is_refused_before_anything_is_stored(
     assert await list_upstreams(db, org_id=org.id) == []
 
 
-async def test_discovered_tools_without_names_are_refused(
-    db: AsyncSession, org: Organization, secret: bytes
-) -> None:
+async def test_discovered_tools_without_names_are_refused(db: AsyncSession, org: Organization, secret: bytes) -> None:
     with pytest.raises(InvalidInput, match="tool #2 has no name"):
         await make_upstream(db, org=org, secret=secret, name="bad", tools=[tool("a"), {"description": "x"}])
     with pytest.raises(InvalidInput, match="lists tool 'a' twice"):
@@ -178,9 +172,7 @@ async def test_sync_marks_missing_tools_removed_updates_changed_ones_and_bumps_s
     db: AsyncSession, org: Organization, secret: bytes
 ) -> None:
     template = await make_upstream(db, org=org, secret=secret, name="t", tools=[tool("a"), tool("b")])
-    server = await create_server(
-        db, org_id=org.id, name="s", upstream_slugs=["t"], tools=None, plain_names=False
-    )
+    server = await create_server(db, org_id=org.id, name="s", upstream_slugs=["t"], tools=None, plain_names=False)
     await db.commit()
     before = server.revision
 
@@ -188,9 +180,7 @@ async def test_sync_marks_missing_tools_removed_updates_changed_ones_and_bumps_s
     await db.commit()
     assert (result.added, result.changed, result.removed) == (["c"], ["a"], ["b"])
     assert server.revision == before + 1
-    statuses = dict(
-        (await db.execute(select(Tool.name, Tool.status).where(Tool.template_id == template.id))).all()
-    )
+    statuses = dict((await db.execute(select(Tool.name, Tool.status).where(Tool.template_id == template.id))).all())
     assert statuses == {"a": "active", "b": "removed", "c": "active"}
     assert await db.scalar(select(Tool.description).where(Tool.name == "a")) == "new"
 

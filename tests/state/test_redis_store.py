@@ -96,9 +96,7 @@ async def test_operations_fail_fast_while_redis_is_down_and_work_once_it_is_back
     assert await store.get("k") == b"v"
 
 
-async def test_a_silent_redis_raises_instead_of_hanging(
-    redis_namespace: RedisNamespace, proxy: FlakyProxy
-) -> None:
+async def test_a_silent_redis_raises_instead_of_hanging(redis_namespace: RedisNamespace, proxy: FlakyProxy) -> None:
     store = redis_namespace.open(proxy.url, **FAST)
     await store.set("k", b"v")
 
@@ -113,9 +111,7 @@ async def test_a_silent_redis_raises_instead_of_hanging(
     assert await store.get("k") == b"v"
 
 
-async def test_subscribe_raises_while_redis_is_down(
-    redis_namespace: RedisNamespace, proxy: FlakyProxy
-) -> None:
+async def test_subscribe_raises_while_redis_is_down(redis_namespace: RedisNamespace, proxy: FlakyProxy) -> None:
     store = redis_namespace.open(proxy.url, **FAST)
     proxy.set_mode("down")
     with anyio.fail_after(WAIT), pytest.raises(StoreUnavailable):
@@ -123,9 +119,7 @@ async def test_subscribe_raises_while_redis_is_down(
             pass
 
 
-async def test_subscription_resumes_after_redis_restarts(
-    redis_namespace: RedisNamespace, proxy: FlakyProxy
-) -> None:
+async def test_subscription_resumes_after_redis_restarts(redis_namespace: RedisNamespace, proxy: FlakyProxy) -> None:
     subscriber = redis_namespace.open(proxy.url, **FAST)
     publisher = redis_namespace.open()
     async with subscriber.subscribe("events") as messages:

@@ -190,9 +190,7 @@ async def test_message_published_on_one_replica_reaches_a_subscriber_on_another(
         assert await next_message(messages) == ("events", b"from-peer")
 
 
-async def test_messages_arrive_in_publish_order_with_their_channel(
-    store: SharedStore, peer: SharedStore
-) -> None:
+async def test_messages_arrive_in_publish_order_with_their_channel(store: SharedStore, peer: SharedStore) -> None:
     async with store.subscribe("a", "b") as messages:
         for index in range(20):
             await peer.publish("a" if index % 2 else "b", str(index).encode())

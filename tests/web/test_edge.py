@@ -19,19 +19,10 @@ from hypothesis import strategies as st
 from patchbay.app import create_app
 from patchbay.settings import Settings
 from patchbay.store.db import make_engine, make_sessionmaker
-from tests.harness import Upstream, add_upstreams, free_port, make_key, make_server
+from tests.harness import Upstream, add_upstreams, free_port, initialize_request, make_key, make_server
 
 TIME = Upstream(name="time", command=[sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"])
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
+INIT = initialize_request()
 MODERN_META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
     "io.modelcontextprotocol/clientCapabilities": {},

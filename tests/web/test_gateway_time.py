@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from patchbay.services.keys import revoke_key
 from patchbay.settings import Settings
 from patchbay.store.models import ApiKey
-from tests.harness import Upstream, add_upstreams, make_key, make_server, running_gateway
+from tests.harness import Upstream, add_upstreams, initialize_request, make_key, make_server, running_gateway
 
 pytestmark = pytest.mark.anyio
 
@@ -68,16 +68,7 @@ async def test_revoked_key_is_rejected_on_the_next_request(
 ) -> None:
     key = await make_key(sessionmaker, settings, server="assistant")
     headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
+    body = initialize_request()
     async with httpx.AsyncClient(base_url=gateway) as http:
         ok = await http.post("/mcp", json=body, headers=headers)
         assert ok.status_code == 200

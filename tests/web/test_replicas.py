@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from patchbay.settings import Settings
 from tests.fixtures.servers import stdio_command
-from tests.harness import Upstream, add_upstreams, make_key, make_server, running_gateway
+from tests.harness import Upstream, add_upstreams, initialize_request, make_key, make_server, running_gateway
 
 pytestmark = pytest.mark.anyio
 
@@ -44,16 +44,7 @@ async def test_legacy_session_opened_on_one_replica_continues_on_another(
 ) -> None:
     a, b, key = replicas
     headers = {"Authorization": f"Bearer {key}", "Accept": ACCEPT}
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
+    init = initialize_request()
     async with httpx.AsyncClient(timeout=20) as http:
         opened = await http.post(f"{a}/mcp", json=init, headers=headers)
         session = {
@@ -82,16 +73,7 @@ async def test_answer_to_a_server_request_may_arrive_at_another_replica(
 ) -> None:
     a, b, key = replicas
     headers = {"Authorization": f"Bearer {key}", "Accept": ACCEPT}
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {"sampling": {}},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
+    init = initialize_request({"sampling": {}})
     async with httpx.AsyncClient(timeout=20) as http:
         opened = await http.post(f"{a}/mcp", json=init, headers=headers)
         session = {**headers, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
