@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     public_url: str | None = None
     environment: str = "development"
 
+    # Trust X-Forwarded-* from a reverse proxy (off: nothing on the request path reads them yet).
+    trust_proxy_headers: bool = False
+
     # Edge limits.
     max_body_bytes: int = 4 * 1024 * 1024
     allowed_hosts: list[str] = Field(default_factory=list)

@@ -1,11 +1,11 @@
 """Knowing, cheaply and at once, that another process changed keys or servers.
 
 Caches on the request path (key → Principal) hold until the database says something
-changed. On SQLite, ``PRAGMA data_version`` on a dedicated connection changes whenever
-any other connection commits: a few microseconds per request, and strict. On
-PostgreSQL, every revision bump sends ``NOTIFY patchbay_changes`` inside its
-transaction and the gateway LISTENs; while that connection is down, every call
-reports a change so nothing stale is ever served.
+changed. Every revision bump also increments the single ``change_counter`` row and, on
+PostgreSQL, sends ``NOTIFY patchbay_changes``, all inside its transaction. On SQLite the
+gateway reads the counter on a dedicated connection per request (a few microseconds,
+and strict: audit writes do not touch it). On PostgreSQL it LISTENs; while that
+connection is down, every call reports a change so nothing stale is ever served.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import logging
 import sqlite3
 from typing import Any, Protocol
 
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from patchbay.store.models import ChangeCounter
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +37,9 @@ class ChangeWatcher(Protocol):
 
 
 async def announce_change(session: AsyncSession) -> None:
-    """Tell listening gateways that keys or servers changed (delivered when the transaction commits)."""
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
+    """Tell gateways that keys or servers changed (seen when the transaction commits)."""
+    await session.execute(update(ChangeCounter).where(ChangeCounter.id == 1).values(value=ChangeCounter.value + 1))
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
 
@@ -45,6 +47,7 @@ class SqliteWatcher:
     def __init__(self, path: str) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
+        self._blind = -1
 
     async def start(self) -> None:
         self._conn = sqlite3.connect(self._path, check_same_thread=False)
@@ -52,8 +55,12 @@ class SqliteWatcher:
     def generation(self) -> int:
         if self._conn is None:
             return -1
-        row = self._conn.execute("PRAGMA data_version").fetchone()
-        return int(row[0])
+        try:
+            row = self._conn.execute("SELECT value FROM change_counter WHERE id = 1").fetchone()
+        except sqlite3.Error:
+            self._blind -= 1  # cannot tell: report a change, every time, until it can
+            return self._blind
+        return int(row[0]) if row is not None else -1
 
     async def aclose(self) -> None:
         if self._conn is not None:

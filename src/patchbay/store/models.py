@@ -125,14 +125,10 @@ class TemplateConfig(Timestamped, Base):
     __tablename__ = "template_configs"
     __table_args__ = (UniqueConstraint("template_id", "org_id", "user_id"),)
 
-    template_id: Mapped[str] = mapped_column(
-        ForeignKey("server_templates.id", ondelete="CASCADE"), index=True
-    )
+    template_id: Mapped[str] = mapped_column(ForeignKey("server_templates.id", ondelete="CASCADE"), index=True)
     org_id: Mapped[str | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    ciphertext: Mapped[str] = mapped_column(
-        Text
-    )  # "kid:base64(nonce+ct)" of {"env": {...}, "headers": {...}}
+    ciphertext: Mapped[str] = mapped_column(Text)  # "kid:base64(nonce+ct)" of {"env": {...}, "headers": {...}}
 
 
 class Tool(Timestamped, Base):
@@ -141,9 +137,7 @@ class Tool(Timestamped, Base):
     __tablename__ = "tools"
     __table_args__ = (UniqueConstraint("template_id", "name"),)
 
-    template_id: Mapped[str | None] = mapped_column(
-        ForeignKey("server_templates.id", ondelete="CASCADE"), index=True
-    )
+    template_id: Mapped[str | None] = mapped_column(ForeignKey("server_templates.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     title: Mapped[str | None] = mapped_column(String(500))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -192,9 +186,7 @@ class ServerTemplateLink(Timestamped, Base):
     __table_args__ = (UniqueConstraint("server_id", "template_id"),)
 
     server_id: Mapped[str] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), index=True)
-    template_id: Mapped[str] = mapped_column(
-        ForeignKey("server_templates.id", ondelete="CASCADE"), index=True
-    )
+    template_id: Mapped[str] = mapped_column(ForeignKey("server_templates.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
 
     template: Mapped[ServerTemplate] = relationship()
@@ -248,6 +240,18 @@ class ApiKeyToolPermission(Timestamped, Base):
     tool_id: Mapped[str] = mapped_column(ForeignKey("tools.id", ondelete="CASCADE"), index=True)
     can_read: Mapped[bool] = mapped_column(Boolean, default=True)
     can_write: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --- change tracking ----------------------------------------------------------------------
+
+
+class ChangeCounter(Base):
+    """One row whose value grows with every change to keys or servers; gateways poll it on SQLite."""
+
+    __tablename__ = "change_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
 
 
 # --- audit ----------------------------------------------------------------------------------

@@ -181,9 +181,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["server_id"], ["servers.id"], name=op.f("fk_api_keys_server_id_servers"), ondelete="CASCADE"
         ),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_api_keys_user_id_users"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_api_keys_user_id_users"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
         sa.UniqueConstraint("prefix", name=op.f("uq_api_keys_prefix")),
         sa.UniqueConstraint("secret_hash", name=op.f("uq_api_keys_secret_hash")),
@@ -218,9 +216,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("server_template_links", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_server_template_links_server_id"), ["server_id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_server_template_links_template_id"), ["template_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_server_template_links_template_id"), ["template_id"], unique=False)
 
     op.create_table(
         "template_configs",
@@ -305,9 +301,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("api_key_id", "tool_id", name=op.f("uq_api_key_tool_permissions_api_key_id")),
     )
     with op.batch_alter_table("api_key_tool_permissions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_api_key_tool_permissions_api_key_id"), ["api_key_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_api_key_tool_permissions_api_key_id"), ["api_key_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_api_key_tool_permissions_tool_id"), ["tool_id"], unique=False)
 
     op.create_table(
