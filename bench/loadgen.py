@@ -194,9 +194,7 @@ class McpClient:
     async def call(self, method: str, params: dict[str, Any], name: str | None = None) -> dict[str, Any]:
         """Send one request and return its JSON-RPC response object."""
         self._next_id += 1
-        body = orjson.dumps(
-            {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": self._params(params)}
-        )
+        body = orjson.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": self._params(params)})
         status, headers, data = await self.conn.request(self._head(method, name), body)
         return _decode(status, headers, data)
 
@@ -280,9 +278,7 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True, help="the MCP endpoint, e.g. http://127.0.0.1:9100/mcp")
     parser.add_argument("--key", help="API key sent as Authorization: Bearer")
     parser.add_argument("--tool", default="echo", help="tool name as the server lists it")

@@ -52,9 +52,7 @@ class Child:
 def start(name: str, cmd: Sequence[str], *, log: Path, env: dict[str, str] | None = None) -> Child:
     """Start ``cmd`` with stdout and stderr appended to ``log``."""
     with log.open("ab") as out:
-        popen = subprocess.Popen(
-            list(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
-        )
+        popen = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
     return Child(name, popen, log)
 
 

@@ -233,9 +233,7 @@ def _cpu(watched: dict[str, int]) -> dict[str, float]:
     return cpu
 
 
-def _message(
-    lines: LineReader, gen: subprocess.Popen[bytes], errors: IO[bytes], *, timeout: float
-) -> dict[str, Any]:
+def _message(lines: LineReader, gen: subprocess.Popen[bytes], errors: IO[bytes], *, timeout: float) -> dict[str, Any]:
     line = lines.next(timeout)
     if line is None:
         code = gen.wait()
@@ -338,9 +336,7 @@ def aggregate(phases: list[Phase], kind: str) -> dict[str, Any]:
         "p99_ms": percentile(lat, 99),
         "p50_ms_by_round": [round(percentile(p.latencies_ms, 50), 3) for p in mine],
         "cpu_ms_per_call": {n: 1000.0 * sum(p.cpu_s[n] for p in mine) / calls for n in names},
-        "cpu_ms_per_call_by_round": {
-            n: [round(1000.0 * p.cpu_s[n] / p.calls, 4) for p in mine] for n in names
-        },
+        "cpu_ms_per_call_by_round": {n: [round(1000.0 * p.cpu_s[n] / p.calls, 4) for p in mine] for n in names},
     }
 
 
@@ -403,9 +399,7 @@ def report(direct: dict[str, Any], gateway: dict[str, Any], args: argparse.Names
         print(f"{name:{width}}  {a:>16}  {b:>16}  {ratio}")
     print()
     print(f"per round: upstream CPU/call direct {spread[0]} ms; gateway CPU/call {spread[1]} ms")
-    print(
-        f"per round: p50 direct {direct['p50_ms_by_round']} ms; via gateway {gateway['p50_ms_by_round']} ms"
-    )
+    print(f"per round: p50 direct {direct['p50_ms_by_round']} ms; via gateway {gateway['p50_ms_by_round']} ms")
     for kind, figures, name in (("direct", direct, "upstream"), ("gateway", gateway, "gateway")):
         spent = figures["cpu_ms_per_call"][name] * figures["calls"] / 1000.0
         if spent < 0.5:
@@ -446,21 +440,15 @@ def git_revision() -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=3000, help="measured calls per phase (default 3000)")
     parser.add_argument(
         "--direct-calls", type=int, help="measured calls per direct phase (default: --calls; --quick: 4000)"
     )
     parser.add_argument("--warmup", type=int, default=300, help="warm-up calls per phase (default 300)")
-    parser.add_argument(
-        "--concurrency", type=int, default=8, help="connections, one session each (default 8)"
-    )
+    parser.add_argument("--concurrency", type=int, default=8, help="connections, one session each (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="direct+gateway phase pairs (default 3)")
-    parser.add_argument(
-        "--quick", action="store_true", help="short smoke run: 1 round of 300 calls after 50 warm-up"
-    )
+    parser.add_argument("--quick", action="store_true", help="short smoke run: 1 round of 300 calls after 50 warm-up")
     parser.add_argument("--payload", type=int, default=64, help="length of the echoed text (default 64)")
     parser.add_argument("--tool", default="echo__echo", help="the tool's name as the gateway exposes it")
     parser.add_argument(
@@ -480,9 +468,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="after the measured rounds, profile one more gateway phase with py-spy",
     )
-    parser.add_argument(
-        "--profile-calls", type=int, default=3000, help="calls in the profiled phase (default 3000)"
-    )
+    parser.add_argument("--profile-calls", type=int, default=3000, help="calls in the profiled phase (default 3000)")
     parser.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument(
         "--gateway-env",
@@ -560,9 +546,7 @@ def main(argv: list[str] | None = None) -> int:
                 "python": platform.python_version(),
                 "platform": platform.platform(),
             },
-            "options": {
-                k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "gateway_env"
-            }
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "gateway_env"}
             | {"gateway_env": args.gateway_env},
             "direct": direct,
             "gateway": via,
@@ -589,9 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run_profile(
-    args: argparse.Namespace, gateway_url: str, key: str, watched: dict[str, int]
-) -> dict[str, Any]:
+def run_profile(args: argparse.Namespace, gateway_url: str, key: str, watched: dict[str, int]) -> dict[str, Any]:
     """One extra gateway phase with py-spy attached to the gateway; print and return its hot spots."""
     output = RESULTS / "gateway_profile.txt"
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -128,9 +128,7 @@ class CatalogCache:
 
     def servers_using(self, spec_key: str) -> list[str]:
         """Ids of cached servers that route to the upstream connection ``spec_key``."""
-        return [
-            c.server_id for c in self._catalogs.values() if any(u.spec.key == spec_key for u in c.upstreams)
-        ]
+        return [c.server_id for c in self._catalogs.values() if any(u.spec.key == spec_key for u in c.upstreams)]
 
     def invalidate(self, server_id: str) -> None:
         self._catalogs.pop(server_id, None)

@@ -49,9 +49,7 @@ async def discover(
                 if client is not None:
                     await client.aclose()
     except TimeoutError:
-        raise UpstreamTimeout(
-            f"discovery of upstream {spec.name!r} did not finish within {timeout:g} s"
-        ) from None
+        raise UpstreamTimeout(f"discovery of upstream {spec.name!r} did not finish within {timeout:g} s") from None
 
 
 async def _describe(conn: UpstreamConnection, seconds: float) -> Discovery:
@@ -59,9 +57,7 @@ async def _describe(conn: UpstreamConnection, seconds: float) -> Discovery:
     if "tools" in conn.capabilities:
         cursor: object = None
         for _ in range(MAX_PAGES):
-            response = await conn.request(
-                "tools/list", {"cursor": cursor} if cursor else None, timeout=seconds
-            )
+            response = await conn.request("tools/list", {"cursor": cursor} if cursor else None, timeout=seconds)
             error = response.get("error")
             if error is not None:
                 reason = f"{error.get('message')} ({error.get('code')})"

@@ -7,12 +7,12 @@ import contextlib
 import logging
 from typing import ClassVar
 
-import httpx
 import orjson
 
 from patchbay.errors import UpstreamError, UpstreamTimeout
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.routing.upstream.base import MessageSink, NotificationHandler, Transport, UpstreamSpec
+from patchbay.routing.upstream.h1 import H1Error, H1Pool, Response
 from patchbay.routing.upstream.http_common import (
     HttpStatusError,
     iter_events,
@@ -50,9 +50,7 @@ class HttpConnection:
 
     transport: ClassVar[Transport] = "streamable_http"
 
-    def __init__(
-        self, spec: UpstreamSpec, client: httpx.AsyncClient, on_notification: NotificationHandler | None
-    ) -> None:
+    def __init__(self, spec: UpstreamSpec, client: H1Pool, on_notification: NotificationHandler | None) -> None:
         self._url = parse_url(spec.name, spec.url)
         self.url = str(self._url)
         self.spec = spec
@@ -87,7 +85,7 @@ class HttpConnection:
         cls,
         spec: UpstreamSpec,
         *,
-        client: httpx.AsyncClient,
+        client: H1Pool,
         connect_timeout: float,
         on_notification: NotificationHandler | None = None,
     ) -> HttpConnection:
@@ -127,9 +125,7 @@ class HttpConnection:
             # It wants Mcp-Param headers for a tool we never saw listed: learn them, then retry once
             # (the upstream checks headers before running the tool, so nothing ran).
             await self._list_all_tools(timeout)
-            response = await self._roundtrip(
-                method, params, self._modern_headers(method, params), timeout, sink
-            )
+            response = await self._roundtrip(method, params, self._modern_headers(method, params), timeout, sink)
         return response
 
     def _modern_headers(self, method: str, params: JSONObject) -> dict[str, str]:
@@ -174,9 +170,7 @@ class HttpConnection:
                     return await self._exchange(message, self._headers, pending)
         except TimeoutError:
             self._cancel_upstream(rid, method, "timed out")
-            raise UpstreamTimeout(
-                f"upstream {self.spec.name!r} did not answer {method} within {seconds:g} s"
-            ) from None
+            raise UpstreamTimeout(f"upstream {self.spec.name!r} did not answer {method} within {seconds:g} s") from None
         except asyncio.CancelledError:
             if rid in self._aborted and task.uncancel() == 0:
                 raise self._closed_error() from None
@@ -196,38 +190,35 @@ class HttpConnection:
         """POST one request and read its answer, relaying whatever else its event stream carries."""
         name, rid = self.spec.name, message["id"]
         try:
-            async with self._client.stream(
-                "POST", self._url, content=orjson.dumps(message), headers=headers
-            ) as resp:
-                if resp.status_code == 404 and SESSION_HEADER in headers:
-                    raise _SessionExpired(headers[SESSION_HEADER])
-                if resp.status_code >= 400:
-                    return await self._error_answer(resp, rid)
-                if message["method"] == "initialize":
-                    self._session_id = resp.headers.get(SESSION_HEADER)
-                ctype = resp.headers.get("content-type", "").lower()
-                if ctype.startswith("text/event-stream"):
-                    async for event in iter_events(resp):
-                        if event.event != "message":
-                            continue
-                        incoming = self._decode(event.data)
-                        if (
-                            isinstance(incoming, dict)
-                            and "method" not in incoming
-                            and incoming.get("id") == rid
-                        ):
-                            return self._checked(incoming, rid)
-                        await self._core.dispatch(incoming, pending)
-                    raise UpstreamError(f"upstream {name!r} ended its event stream without answering")
-                if ctype.startswith("application/json"):
-                    return self._checked(self._decode(await resp.aread()), rid)
-                if resp.status_code == 202:
-                    raise UpstreamError(
-                        f"upstream {name!r} accepted {message['method']} without answering it"
-                    )
-                raise UpstreamError(f"upstream {name!r} answered with unexpected content type {ctype!r}")
-        except httpx.HTTPError as exc:
+            resp = await self._client.request("POST", self._url, headers, orjson.dumps(message))
+        except H1Error as exc:
             raise transport_error(name, self.url, exc) from exc
+        try:
+            if resp.status == 404 and SESSION_HEADER in headers:
+                raise _SessionExpired(headers[SESSION_HEADER])
+            if resp.status >= 400:
+                return await self._error_answer(resp, rid)
+            if message["method"] == "initialize":
+                self._session_id = resp.headers.get(SESSION_HEADER)
+            ctype = resp.headers.get("content-type", "").lower()
+            if ctype.startswith("application/json"):
+                return self._checked(self._decode(await resp.read()), rid)
+            if ctype.startswith("text/event-stream"):
+                async for event in iter_events(resp):
+                    if event.event != "message":
+                        continue
+                    incoming = self._decode(event.data)
+                    if isinstance(incoming, dict) and "method" not in incoming and incoming.get("id") == rid:
+                        return self._checked(incoming, rid)
+                    await self._core.dispatch(incoming, pending)
+                raise UpstreamError(f"upstream {name!r} ended its event stream without answering")
+            if resp.status == 202:
+                raise UpstreamError(f"upstream {name!r} accepted {message['method']} without answering it")
+            raise UpstreamError(f"upstream {name!r} answered with unexpected content type {ctype!r}")
+        except H1Error as exc:
+            raise transport_error(name, self.url, exc) from exc
+        finally:
+            await resp.aclose()
 
     def _decode(self, data: bytes | str) -> object:
         try:
@@ -242,18 +233,16 @@ class HttpConnection:
             raise UpstreamError(problem)
         assert isinstance(message, dict)
         if message.get("id") != rid:
-            raise UpstreamError(
-                f"upstream {self.spec.name!r} answered an unknown request id {message.get('id')!r}"
-            )
+            raise UpstreamError(f"upstream {self.spec.name!r} answered an unknown request id {message.get('id')!r}")
         return message
 
-    async def _error_answer(self, resp: httpx.Response, rid: int) -> JSONObject:
+    async def _error_answer(self, resp: Response, rid: int) -> JSONObject:
         """A JSON-RPC error carried by an HTTP error status, else an HttpStatusError."""
-        if resp.status_code not in (401, 403) and resp.headers.get("content-type", "").lower().startswith(
+        if resp.status not in (401, 403) and resp.headers.get("content-type", "").lower().startswith(
             "application/json"
         ):
             with contextlib.suppress(orjson.JSONDecodeError):
-                body = orjson.loads(await resp.aread())
+                body = orjson.loads(await resp.read())
                 if isinstance(body, dict) and "error" in body and response_error("", body) is None:
                     # The server may not have read our id before rejecting the request.
                     return {**body, "id": rid}
@@ -262,10 +251,11 @@ class HttpConnection:
     async def _post(self, message: JSONObject) -> None:
         """POST a notification or a response to a server→client request."""
         try:
-            resp = await self._client.post(self._url, content=orjson.dumps(message), headers=self._headers)
-        except httpx.HTTPError as exc:
+            resp = await self._client.request("POST", self._url, self._headers, orjson.dumps(message))
+            await resp.read()
+        except H1Error as exc:
             raise transport_error(self.spec.name, self.url, exc) from exc
-        if resp.status_code >= 400:
+        if resp.status >= 400:
             raise status_error(self.spec.name, resp)
 
     async def notify(self, method: str, params: JSONObject | None = None) -> None:
@@ -331,9 +321,7 @@ class HttpConnection:
             self._session_id = None
             settled = await initialize(self.spec.name, lambda m, p: self._raw(m, p, seconds))
             if not isinstance(settled, Negotiated):
-                raise UpstreamError(
-                    f"upstream {self.spec.name!r} refused a new session: {settled.get('error')}"
-                )
+                raise UpstreamError(f"upstream {self.spec.name!r} refused a new session: {settled.get('error')}")
             self._adopt(settled)
             await self.notify("notifications/initialized")
             if self._listener is None or self._listener.done():
@@ -345,15 +333,15 @@ class HttpConnection:
         while not self._closed and failures < 3:
             headers = {**self._headers, "accept": "text/event-stream"}
             try:
-                async with self._client.stream("GET", self._url, headers=headers) as resp:
-                    if resp.status_code != 200:
+                async with await self._client.request("GET", self._url, headers) as resp:
+                    if resp.status != 200:
                         return  # 405: this server offers no such stream
                     failures = 0
                     async for event in iter_events(resp):
                         if event.event == "message":
                             with contextlib.suppress(orjson.JSONDecodeError):
                                 await self._core.dispatch(orjson.loads(event.data))
-            except httpx.HTTPError as exc:
+            except H1Error as exc:
                 failures += 1
                 logger.debug("GET stream of upstream %r failed: %s", self.spec.name, exc)
             await asyncio.sleep(0.5 * (failures + 1))
@@ -376,6 +364,6 @@ class HttpConnection:
             await asyncio.gather(self._listener, return_exceptions=True)
         await self._core.aclose()
         if self._session_id and self._envelope is None:
-            with contextlib.suppress(httpx.HTTPError, TimeoutError, RuntimeError):
+            with contextlib.suppress(H1Error, TimeoutError, RuntimeError):
                 async with asyncio.timeout(2.0):
-                    await self._client.delete(self._url, headers=self._headers)
+                    await (await self._client.request("DELETE", self._url, self._headers)).aclose()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from http import HTTPStatus
 
-import httpx
-
-from patchbay.errors import UpstreamError, UpstreamTimeout
+from patchbay.errors import UpstreamError
+from patchbay.routing.upstream.h1 import URL, H1ConnectError, H1Error, H1Pool, Response
 
 _REASONS = {
     401: "unauthorized: check the upstream credentials",
@@ -34,12 +34,25 @@ class ServerEvent:
     id: str | None
 
 
-async def iter_events(response: httpx.Response) -> AsyncIterator[ServerEvent]:
+async def _lines(response: Response) -> AsyncIterator[str]:
+    """The body's lines as they arrive (LF, CRLF or CR ends a line)."""
+    pending = b""
+    async for chunk in response.stream():
+        pending += chunk
+        lines = pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+async def iter_events(response: Response) -> AsyncIterator[ServerEvent]:
     """Parse a ``text/event-stream`` body into events (retry fields and comments are ignored)."""
     event = ""
     data: list[str] = []
     last_id: str | None = None
-    async for line in response.aiter_lines():
+    async for line in _lines(response):
         if not line:
             if data:
                 yield ServerEvent(event or "message", "\n".join(data), last_id)
@@ -56,36 +69,33 @@ async def iter_events(response: httpx.Response) -> AsyncIterator[ServerEvent]:
             last_id = value
 
 
-def parse_url(name: str, url: str | None) -> httpx.URL:
-    """The upstream's URL, parsed once (httpx would parse a string on every request)."""
+def parse_url(name: str, url: str | None) -> URL:
+    """The upstream's URL, parsed once for every request it will carry."""
     try:
-        parsed = httpx.URL(url or "")
-    except httpx.InvalidURL as exc:
-        raise UpstreamError(f"upstream {name!r} has an invalid URL: {exc}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UpstreamError(f"upstream {name!r} needs an http(s) URL, not {url!r}")
-    return parsed
+        return URL(url or "")
+    except ValueError as exc:
+        raise UpstreamError(f"upstream {name!r} needs an http(s) URL: {exc}") from None
 
 
-def make_client(connect_timeout: float) -> httpx.AsyncClient:
+def make_client(connect_timeout: float) -> H1Pool:
     """The HTTP client one pool shares across upstreams (pooled keep-alive connections)."""
     # No read timeout: every call carries its own deadline and event streams idle for long.
-    timeout = httpx.Timeout(connect=connect_timeout, read=None, write=connect_timeout, pool=connect_timeout)
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+    return H1Pool(max_per_origin=200, idle_seconds=60.0, connect_timeout=connect_timeout)
 
 
-def status_error(name: str, response: httpx.Response) -> HttpStatusError:
+def status_error(name: str, response: Response) -> HttpStatusError:
     """An UpstreamError naming the status and a short reason."""
-    status = response.status_code
-    reason = _REASONS.get(status) or response.reason_phrase or "error"
+    status = response.status
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "error"
+    reason = _REASONS.get(status) or phrase
     return HttpStatusError(f"upstream {name!r} answered HTTP {status} ({reason})", status)
 
 
-def transport_error(name: str, url: str, exc: httpx.HTTPError) -> UpstreamError:
-    """An UpstreamError for a request that got no HTTP answer at all."""
-    if isinstance(exc, httpx.ConnectError):
-        return UpstreamError(f"upstream {name!r}: cannot connect to {url} ({exc or 'connection refused'})")
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeout(f"upstream {name!r}: timed out talking to {url} ({type(exc).__name__})")
-    return UpstreamError(f"upstream {name!r}: HTTP request to {url} failed: {type(exc).__name__}: {exc}")
+def transport_error(name: str, url: str, exc: H1Error) -> UpstreamError:
+    """An UpstreamError for a request that got no complete HTTP answer."""
+    if isinstance(exc, H1ConnectError):
+        return UpstreamError(f"upstream {name!r}: cannot connect to {url} ({exc})")
+    return UpstreamError(f"upstream {name!r}: HTTP request to {url} failed: {exc}")

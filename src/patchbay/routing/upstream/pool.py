@@ -8,12 +8,11 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-import httpx
-
 from patchbay.errors import UpstreamError
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.routing.upstream.base import MessageSink, UpstreamConnection, UpstreamSpec
 from patchbay.routing.upstream.connect import open_connection
+from patchbay.routing.upstream.h1 import H1Pool
 from patchbay.routing.upstream.http_common import make_client
 
 logger = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ class UpstreamPool:
         self.backoff_max = backoff_max
         self._entries: dict[str, _Entry] = {}
         self._handlers: list[PoolNotificationHandler] = []
-        self._client: httpx.AsyncClient | None = None
+        self._client: H1Pool | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -144,9 +143,7 @@ class UpstreamPool:
         idle = [e for e in live if e.connecting is None and e.busy == 0]
         if not idle:
             limit = self.max_stdio_processes
-            raise UpstreamError(
-                f"too many upstream processes: all {limit} allowed are busy, try again shortly"
-            )
+            raise UpstreamError(f"too many upstream processes: all {limit} allowed are busy, try again shortly")
         victim = min(idle, key=lambda e: e.last_used)
         assert victim.conn is not None
         logger.info("evicting idle upstream %r to make room for another process", victim.spec.name)
@@ -175,16 +172,12 @@ class UpstreamPool:
         entry.last_used = time.monotonic()
         return conn
 
-    def _note_death(
-        self, entry: _Entry, conn: UpstreamConnection, error: UpstreamError | None = None
-    ) -> None:
+    def _note_death(self, entry: _Entry, conn: UpstreamConnection, error: UpstreamError | None = None) -> None:
         """A connection of ours ended without us closing it: restart it later, with backoff."""
         if entry.conn is conn:
             entry.conn = None
             if not self._closed:
-                self._backoff(
-                    entry, error or UpstreamError(f"upstream {entry.spec.name!r} stopped unexpectedly")
-                )
+                self._backoff(entry, error or UpstreamError(f"upstream {entry.spec.name!r} stopped unexpectedly"))
 
     def _backoff(self, entry: _Entry, error: UpstreamError) -> None:
         entry.failures += 1
@@ -199,7 +192,7 @@ class UpstreamPool:
         for handler in self._handlers:
             await handler(key, method, params)
 
-    def _http_client(self) -> httpx.AsyncClient:
+    def _http_client(self) -> H1Pool:
         if self._client is None:
             self._client = make_client(self.connect_timeout)
         return self._client
@@ -241,9 +234,7 @@ class UpstreamPool:
         for entry in self._entries.values():
             if entry.conn is not None and not entry.conn.closed:
                 by_transport[entry.spec.transport] += 1
-        restarting = sum(
-            1 for e in self._entries.values() if e.conn is None and e.retry_at > time.monotonic()
-        )
+        restarting = sum(1 for e in self._entries.values() if e.conn is None and e.retry_at > time.monotonic())
         return {
             "stdio_processes": by_transport["stdio"],
             "connections": by_transport,

@@ -6,12 +6,12 @@ import asyncio
 import logging
 from urllib.parse import urljoin, urlsplit
 
-import httpx
 import orjson
 
 from patchbay.errors import UpstreamError, UpstreamTimeout
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.routing.upstream.base import NotificationHandler, UpstreamSpec
+from patchbay.routing.upstream.h1 import H1Error, H1Pool, Response
 from patchbay.routing.upstream.http_common import iter_events, parse_url, status_error, transport_error
 from patchbay.routing.upstream.stream import StreamConnection
 
@@ -23,9 +23,7 @@ class SseConnection(StreamConnection):
 
     transport = "sse"
 
-    def __init__(
-        self, spec: UpstreamSpec, client: httpx.AsyncClient, on_notification: NotificationHandler | None
-    ) -> None:
+    def __init__(self, spec: UpstreamSpec, client: H1Pool, on_notification: NotificationHandler | None) -> None:
         self._url = parse_url(spec.name, spec.url)
         super().__init__(spec, on_notification)
         self.url = str(self._url)
@@ -39,7 +37,7 @@ class SseConnection(StreamConnection):
         cls,
         spec: UpstreamSpec,
         *,
-        client: httpx.AsyncClient,
+        client: H1Pool,
         connect_timeout: float,
         on_notification: NotificationHandler | None = None,
     ) -> SseConnection:
@@ -65,9 +63,7 @@ class SseConnection(StreamConnection):
         ours, theirs = urlsplit(self.url), urlsplit(endpoint)
         # Never POST (with the upstream's credentials) anywhere but where the stream came from.
         if (ours.scheme, ours.netloc) != (theirs.scheme, theirs.netloc):
-            raise UpstreamError(
-                f"upstream {self.spec.name!r} named an endpoint on another origin: {endpoint}"
-            )
+            raise UpstreamError(f"upstream {self.spec.name!r} named an endpoint on another origin: {endpoint}")
         if not self._endpoint.done():
             self._endpoint.set_result(endpoint)
 
@@ -76,15 +72,15 @@ class SseConnection(StreamConnection):
         name = self.spec.name
         error = UpstreamError(f"upstream {name!r} closed its event stream")
         try:
-            async with self._client.stream("GET", self._url, headers=headers) as resp:
-                if resp.status_code != 200:
+            async with await self._client.request("GET", self._url, headers) as resp:
+                if resp.status != 200:
                     raise status_error(name, resp)
                 try:
                     await self._relay(resp)
-                except httpx.HTTPError:
+                except H1Error:
                     # A server that dies mid-stream breaks the chunked body; that is still "closed".
                     logger.debug("event stream of upstream %r broke", name, exc_info=True)
-        except httpx.HTTPError as exc:
+        except H1Error as exc:
             error = transport_error(name, self.url, exc)
         except UpstreamError as exc:
             error = exc
@@ -92,7 +88,7 @@ class SseConnection(StreamConnection):
             self._endpoint.set_exception(error)
         self._mark_dead(error)
 
-    async def _relay(self, resp: httpx.Response) -> None:
+    async def _relay(self, resp: Response) -> None:
         async for event in iter_events(resp):
             if event.event == "endpoint":
                 self._set_endpoint(event.data)
@@ -109,14 +105,13 @@ class SseConnection(StreamConnection):
             raise self._error
         endpoint = await self._endpoint
         try:
-            resp = await self._client.post(
-                endpoint, content=orjson.dumps(message), headers=self._post_headers
-            )
-        except httpx.HTTPError as exc:
+            resp = await self._client.request("POST", endpoint, self._post_headers, orjson.dumps(message))
+            await resp.read()
+        except H1Error as exc:
             raise transport_error(self.spec.name, endpoint, exc) from exc
-        if resp.status_code >= 400:
+        if resp.status >= 400:
             error = status_error(self.spec.name, resp)
-            if resp.status_code == 404:
+            if resp.status == 404:
                 self._mark_dead(error)  # the upstream forgot this stream's session
             raise error
 

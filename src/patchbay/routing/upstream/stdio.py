@@ -95,8 +95,7 @@ class StdioConnection(StreamConnection):
         except TimeoutError:
             await conn.aclose()
             raise UpstreamTimeout(
-                f"upstream {spec.name!r} did not complete the MCP handshake within {connect_timeout:g} s"
-                f"{conn._hint()}"
+                f"upstream {spec.name!r} did not complete the MCP handshake within {connect_timeout:g} s{conn._hint()}"
             ) from None
         except BaseException:
             await conn.aclose()
@@ -120,14 +119,10 @@ class StdioConnection(StreamConnection):
             )
         except FileNotFoundError as exc:
             if spec.cwd is not None and exc.filename == spec.cwd:
-                raise UpstreamError(
-                    f"upstream {spec.name!r}: working directory not found: {spec.cwd}"
-                ) from None
+                raise UpstreamError(f"upstream {spec.name!r}: working directory not found: {spec.cwd}") from None
             raise UpstreamError(f"upstream {spec.name!r}: command not found: {spec.command[0]}") from None
         except PermissionError:
-            raise UpstreamError(
-                f"upstream {spec.name!r}: command is not executable: {spec.command[0]}"
-            ) from None
+            raise UpstreamError(f"upstream {spec.name!r}: command is not executable: {spec.command[0]}") from None
         except OSError as exc:
             raise UpstreamError(f"upstream {spec.name!r}: could not start {spec.command[0]}: {exc}") from exc
         self._tasks = [asyncio.ensure_future(self._read_stdout()), asyncio.ensure_future(self._read_stderr())]
@@ -178,9 +173,7 @@ class StdioConnection(StreamConnection):
                 await asyncio.wait_for(asyncio.shield(self._tasks[1]), EXIT_WAIT)
             detail = problem or describe_exit(self.process.returncode)
             tail = " | ".join(line[:200] for line in self._stderr_tail)
-            self._mark_dead(
-                UpstreamError(f"upstream {self.spec.name!r} {detail}" + (f": {tail}" if tail else ""))
-            )
+            self._mark_dead(UpstreamError(f"upstream {self.spec.name!r} {detail}" + (f": {tail}" if tail else "")))
             logger.warning("%s", self._error)
 
     async def _read_stderr(self) -> None:
