@@ -51,9 +51,7 @@ def compare(direct: dict[str, Any], gateway: dict[str, Any]) -> Comparison:
             direct_passes += passing
             lost += passing
             if passing:
-                regressions.append(
-                    f"{run_key}: not run through the gateway ({passing} scenarios pass directly)"
-                )
+                regressions.append(f"{run_key}: not run through the gateway ({passing} scenarios pass directly)")
             continue
         gateway_scenarios = gateway["runs"][run_key]["scenarios"]
         for name, before in direct_run["scenarios"].items():
@@ -98,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if result.direct_passes == 0:
         print("No scenario passed directly: the comparison proves nothing.", file=sys.stderr)
         return 1
-    print(
-        f"{result.direct_passes} scenario runs pass directly; {result.lost} of them "
-        f"do not pass through the gateway."
-    )
+    print(f"{result.direct_passes} scenario runs pass directly; {result.lost} of them do not pass through the gateway.")
     return 1 if result.lost else 0
 
 

@@ -112,9 +112,7 @@ def run_suite(run: SuiteRun, url: str, log_path: Path) -> dict[str, Any]:
         duration = time.monotonic() - started
         log_path.write_text(completed.stdout + completed.stderr)
         verdicts = {
-            m.group(2): m.group(1) == "✓"
-            for line in completed.stdout.splitlines()
-            if (m := SUMMARY_LINE.match(line))
+            m.group(2): m.group(1) == "✓" for line in completed.stdout.splitlines() if (m := SUMMARY_LINE.match(line))
         }
         checks = read_checks(Path(output))
     scenarios = {
@@ -138,9 +136,7 @@ def _drain(stream: IO[str], lines: queue.Queue[str]) -> None:
 def fixture_server() -> Iterator[str]:
     """Start the conformance fixture on a free port; yield its URL; stop it on exit."""
     command = [sys.executable, "-m", "tests.fixtures.conformance_server", "--transport", "streamable-http"]
-    process = subprocess.Popen(
-        command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-    )
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: queue.Queue[str] = queue.Queue()
     assert process.stderr is not None
     # A reader thread keeps draining stderr so the fixture never blocks on a full pipe.

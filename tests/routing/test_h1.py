@@ -259,6 +259,23 @@ async def test_concurrent_requests_use_several_connections_then_reuse_them(upstr
         assert pool.stats() == {"connections": 4, "idle": 4}
 
 
+async def test_many_callers_sharing_connections_each_get_their_own_answer() -> None:
+    # Connections pass from caller to caller within one event-loop turn (a response completes
+    # and the connection is taken again before its first caller has resumed).
+    async with raw_server(answering(lambda _line, body: ok(body))) as server, H1Pool() as pool:
+        url = URL(server.url)
+
+        async def worker(w: int) -> None:
+            for i in range(100):
+                body = b"%d-%d" % (w, i)
+                response = await pool.request("POST", url, {}, body)
+                assert await response.read() == body
+
+        with anyio.fail_after(30):
+            await asyncio.gather(*(worker(w) for w in range(8)))
+        assert server.connections <= 8
+
+
 async def test_requests_beyond_max_per_origin_wait_for_a_connection() -> None:
     async with raw_server(answering(lambda _line, body: ok(body))) as server, H1Pool(max_per_origin=2) as pool:
 

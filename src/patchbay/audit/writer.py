@@ -243,9 +243,7 @@ class AuditWriter:
                         self._rejected += 1
                         logger.exception("the database refused audit record %s; dropping it", rows[0]["id"])
                         return
-                    logger.warning(
-                        "the database refused a batch of %d audit records; splitting it", len(rows)
-                    )
+                    logger.warning("the database refused a batch of %d audit records; splitting it", len(rows))
                     break
                 logger.exception("writing %d audit records failed; retrying in %.2fs", len(rows), delay)
             else:

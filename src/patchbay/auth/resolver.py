@@ -47,9 +47,7 @@ _KEY_QUERY = (
 class KeyResolver:
     """Resolves raw API keys; one per process."""
 
-    def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes, watcher: ChangeWatcher
-    ) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes, watcher: ChangeWatcher) -> None:
         self._sessionmaker = sessionmaker
         self._secret = secret
         self._watcher = watcher
@@ -87,9 +85,7 @@ class KeyResolver:
             row = (await session.execute(_KEY_QUERY, {"h": digest})).first()
             if row is None:
                 raise Unauthenticated("unknown API key")
-            (key_id, prefix, key_rev, org_id, server_id, user_id, all_tools, expires, revoked, srv_rev, _) = (
-                row
-            )
+            (key_id, prefix, key_rev, org_id, server_id, user_id, all_tools, expires, revoked, srv_rev, _) = row
             if revoked is not None:
                 raise Unauthenticated(f"API key {prefix} was revoked")
             expires = _aware(expires) if expires is not None else None
@@ -117,9 +113,9 @@ class KeyResolver:
 
     async def _load_grants(self, session: AsyncSession, key_id: str) -> dict[str, ToolGrant]:
         rows = await session.execute(
-            select(
-                ApiKeyToolPermission.tool_id, ApiKeyToolPermission.can_read, ApiKeyToolPermission.can_write
-            ).where(ApiKeyToolPermission.api_key_id == key_id)
+            select(ApiKeyToolPermission.tool_id, ApiKeyToolPermission.can_read, ApiKeyToolPermission.can_write).where(
+                ApiKeyToolPermission.api_key_id == key_id
+            )
         )
         return {tool_id: ToolGrant(can_read=r, can_write=w) for tool_id, r, w in rows}
 

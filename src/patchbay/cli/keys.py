@@ -16,9 +16,7 @@ from patchbay.services.users import get_user
 
 app = typer.Typer(help="API keys.", no_args_is_help=True)
 
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print JSON (key create: metadata line, then secret).")
-]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (key create: metadata line, then secret).")]
 
 
 def parse_allow(entries: list[str]) -> list[tuple[str, Access]]:
@@ -82,9 +80,7 @@ def create(
                 secret=env.secret,
             )
             tools = None if grants is None else dict(grants)
-            return KeySummary(
-                key=key, server=target.slug, user=owner.email, state="active", tools=tools
-            ), secret
+            return KeySummary(key=key, server=target.slug, user=owner.email, state="active", tools=tools), secret
 
     summary, secret = run(ctx, work)
     if as_json:
@@ -125,9 +121,7 @@ def list_(
                 s.server,
                 s.user,
                 s.state,
-                "all"
-                if s.tools is None
-                else ",".join(f"{t}:{a}" for t, a in sorted(s.tools.items())) or "none",
+                "all" if s.tools is None else ",".join(f"{t}:{a}" for t, a in sorted(s.tools.items())) or "none",
                 when(s.key.expires_at, never="never"),
                 when(s.key.last_used_at, never="never"),
             ]

@@ -90,9 +90,7 @@ def run(ctx: typer.Context, work: Callable[[Env], Awaitable[T]]) -> T:
     async def main() -> T:
         engine = make_engine(url)
         try:
-            env = Env(
-                settings=settings, secret=secret, sessionmaker=make_sessionmaker(engine), org_slug=state.org
-            )
+            env = Env(settings=settings, secret=secret, sessionmaker=make_sessionmaker(engine), org_slug=state.org)
             return await work(env)
         finally:
             await engine.dispose()

@@ -55,9 +55,7 @@ def split_tools(value: str | None) -> list[str] | None:
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Server name.")],
-    upstream: Annotated[
-        list[str] | None, typer.Option("--upstream", help="An upstream (slug); repeatable.")
-    ] = None,
+    upstream: Annotated[list[str] | None, typer.Option("--upstream", help="An upstream (slug); repeatable.")] = None,
     tools: Annotated[
         str | None, typer.Option("--tools", help="Only these tools: TOOL,... (upstream names or slug__tool).")
     ] = None,
@@ -102,12 +100,8 @@ def create(
 def tools_(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Server name or slug.")],
-    enable: Annotated[
-        list[str] | None, typer.Option("--enable", help="Exposed tool name; repeatable.")
-    ] = None,
-    disable: Annotated[
-        list[str] | None, typer.Option("--disable", help="Exposed tool name; repeatable.")
-    ] = None,
+    enable: Annotated[list[str] | None, typer.Option("--enable", help="Exposed tool name; repeatable.")] = None,
+    disable: Annotated[list[str] | None, typer.Option("--disable", help="Exposed tool name; repeatable.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a server's tools; --enable/--disable switch them (clients see it at once)."""
@@ -117,9 +111,7 @@ def tools_(
             org = await env.org(session)
             server = await get_server(session, org_id=org.id, name_or_slug=name)
             if enable or disable:
-                return await set_tools_enabled(
-                    session, server=server, enable=enable or [], disable=disable or []
-                )
+                return await set_tools_enabled(session, server=server, enable=enable or [], disable=disable or [])
             return await server_tools(session, server=server)
 
     rows = run(ctx, work)

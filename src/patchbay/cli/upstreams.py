@@ -33,9 +33,7 @@ from patchbay.store.models import ServerTemplate
 app = typer.Typer(help="Upstream MCP servers.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-TimeoutOption = Annotated[
-    float, typer.Option("--timeout", help="Seconds to wait for the upstream to answer.", min=0.1)
-]
+TimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the upstream to answer.", min=0.1)]
 
 
 def parse_env(entries: list[str]) -> dict[str, str]:
@@ -159,9 +157,7 @@ def add(
     as_json: JsonOption = False,
 ) -> None:
     """Connect to an upstream, list its tools, and store it with them."""
-    entry = build_input(
-        name=name, command=command, url=url, transport=transport, env=env or [], header=header or []
-    )
+    entry = build_input(name=name, command=command, url=url, transport=transport, env=env or [], header=header or [])
 
     async def work(env_: Env) -> tuple[ServerTemplate, list[str]]:
         await _check_free(env_, entry)
@@ -173,9 +169,7 @@ def add(
     if as_json:
         emit_json(describe(template, tools))
         return
-    typer.echo(
-        f"added upstream {template.slug} ({_server_label(template)}) with {plural(len(tools), 'tool')}"
-    )
+    typer.echo(f"added upstream {template.slug} ({_server_label(template)}) with {plural(len(tools), 'tool')}")
     for tool in tools:
         typer.echo(f"  {tool}")
 
@@ -230,9 +224,7 @@ def _read(file: str) -> str:
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Annotated[
-        str, typer.Argument(help='An "mcpServers" JSON file (Claude Desktop, .mcp.json); - for stdin.')
-    ],
+    file: Annotated[str, typer.Argument(help='An "mcpServers" JSON file (Claude Desktop, .mcp.json); - for stdin.')],
     timeout: TimeoutOption = 30.0,
     as_json: JsonOption = False,
 ) -> None:

@@ -75,9 +75,7 @@ class Keyring:
     def encrypt_json(self, value: Mapping[str, Any], *, context: str = "") -> str:
         """Seal a JSON object; ``context`` must be given again to open it."""
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._current.aead.encrypt(
-            nonce, orjson.dumps(dict(value)), _aad(self._current.kid, context)
-        )
+        sealed = self._current.aead.encrypt(nonce, orjson.dumps(dict(value)), _aad(self._current.kid, context))
         body = base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode("ascii")
         return f"{self._current.kid}:{body}"
 
@@ -88,9 +86,7 @@ class Keyring:
             raise DecryptionError("encrypted value is malformed")
         key = self._by_kid.get(kid)
         if key is None:
-            raise DecryptionError(
-                f"encrypted value uses key {kid}, which is not configured (secret changed?)"
-            )
+            raise DecryptionError(f"encrypted value uses key {kid}, which is not configured (secret changed?)")
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (binascii.Error, ValueError) as exc:

@@ -50,9 +50,7 @@ def verify_password(password: str, encoded: str) -> bool:
     if not (2 <= n <= 2**20 and 1 <= r <= 32 and 1 <= p <= 16) or not expected:
         return False
     try:
-        actual = hashlib.scrypt(
-            password.encode(), salt=salt, n=n, r=r, p=p, dklen=len(expected), maxmem=_MAXMEM * 4
-        )
+        actual = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=len(expected), maxmem=_MAXMEM * 4)
     except ValueError:
         return False
     return hmac.compare_digest(actual, expected)

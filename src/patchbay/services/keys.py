@@ -96,9 +96,7 @@ async def create_key(
     await session.flush()
     for row, access in (grants or {}).values():
         session.add(
-            ApiKeyToolPermission(
-                api_key_id=key.id, tool_id=row.tool_id, can_read=True, can_write=access == "rw"
-            )
+            ApiKeyToolPermission(api_key_id=key.id, tool_id=row.tool_id, can_read=True, can_write=access == "rw")
         )
     await session.flush()
     return key, new_key.secret
@@ -147,9 +145,7 @@ async def list_keys(session: AsyncSession, *, org_id: str, server: Server | None
             names = names_by_server[key_server.id]
             tools = {names.get(p.tool_id, p.tool_id): "rw" if p.can_write else "r" for p in key.permissions}
         out.append(
-            KeySummary(
-                key=key, server=key_server.slug, user=user.email, state=key_state(key, now=now), tools=tools
-            )
+            KeySummary(key=key, server=key_server.slug, user=user.email, state=key_state(key, now=now), tools=tools)
         )
     return out
 

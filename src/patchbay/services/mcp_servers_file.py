@@ -76,10 +76,7 @@ def _entry(name: str, raw: Any, environ: Mapping[str, str] | None) -> UpstreamIn
         transport = _URL_TYPES.get((declared or "http").lower())
         if transport is None:
             raise InvalidInput(f'{where}.type: unknown type "{declared}"; use "http" or "sse"')
-        headers = {
-            k: expand(v, f"headers.{k}")
-            for k, v in _string_map(raw.get("headers"), f"{where}.headers").items()
-        }
+        headers = {k: expand(v, f"headers.{k}") for k, v in _string_map(raw.get("headers"), f"{where}.headers").items()}
         return check_upstream(
             name=name, transport=transport, command=None, url=expand(url, "url"), env=env, headers=headers
         )

@@ -33,9 +33,7 @@ async def get_org(session: AsyncSession, *, slug: str) -> Organization:
 
 async def add_member(session: AsyncSession, *, org: Organization, user_id: str, role: str) -> Membership:
     """Make a user a member of ``org`` (idempotent; an existing role is kept)."""
-    found = await session.scalar(
-        select(Membership).where(Membership.org_id == org.id, Membership.user_id == user_id)
-    )
+    found = await session.scalar(select(Membership).where(Membership.org_id == org.id, Membership.user_id == user_id))
     if found is not None:
         return found
     membership = Membership(org_id=org.id, user_id=user_id, role=role)

@@ -33,9 +33,7 @@ async def bump_key(session: AsyncSession, key: ApiKey) -> None:
     await _bump(session, ApiKey, ApiKey.id == key.id)
 
 
-async def _bump(
-    session: AsyncSession, model: type[Server] | type[ApiKey], where: ColumnElement[bool]
-) -> list[str]:
+async def _bump(session: AsyncSession, model: type[Server] | type[ApiKey], where: ColumnElement[bool]) -> list[str]:
     await session.flush()
     now = utcnow()
     rows = (

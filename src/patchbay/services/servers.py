@@ -145,15 +145,11 @@ async def get_server(session: AsyncSession, *, org_id: str, name_or_slug: str) -
 
 async def list_servers(session: AsyncSession, *, org_id: str) -> list[ServerSummary]:
     """The org's servers by slug, with their upstreams and counts."""
-    servers = (
-        await session.scalars(select(Server).where(Server.org_id == org_id).order_by(Server.slug))
-    ).all()
+    servers = (await session.scalars(select(Server).where(Server.org_id == org_id).order_by(Server.slug))).all()
     summaries: list[ServerSummary] = []
     for server in servers:
         loaded = await load_server(session, server_id=server.id)
-        keys = await session.scalar(
-            select(func.count()).select_from(ApiKey).where(ApiKey.server_id == server.id)
-        )
+        keys = await session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.server_id == server.id))
         summaries.append(
             ServerSummary(
                 server=loaded,

@@ -99,9 +99,7 @@ def tool_definition_hash(tool: Mapping[str, Any]) -> str:
 async def ensure_upstream_name_free(session: AsyncSession, *, org_id: str | None, name: str) -> str:
     """The slug ``name`` would get; Conflict when the org already has it."""
     slug = require_slug(name, what="upstream")
-    taken = await session.scalar(
-        select(ServerTemplate.id).where(_same_owner(org_id), ServerTemplate.slug == slug)
-    )
+    taken = await session.scalar(select(ServerTemplate.id).where(_same_owner(org_id), ServerTemplate.slug == slug))
     if taken is not None:
         raise Conflict(f"upstream {slug!r} already exists")
     return slug
@@ -121,9 +119,7 @@ async def add_upstream(
     secret: bytes,
 ) -> ServerTemplate:
     """Store an upstream that discovery has just reached, with its secrets and tools."""
-    checked = check_upstream(
-        name=name, transport=transport, command=command, url=url, env=env, headers=headers
-    )
+    checked = check_upstream(name=name, transport=transport, command=command, url=url, env=env, headers=headers)
     _check_tools(discovery.tools)
     slug = await ensure_upstream_name_free(session, org_id=org_id, name=checked.name)
     template = ServerTemplate(
@@ -194,8 +190,7 @@ async def sync_tools(
     """Make the template's Tool rows match what the upstream lists now."""
     incoming = _check_tools(tools)
     existing = {
-        tool.name: tool
-        for tool in (await session.scalars(select(Tool).where(Tool.template_id == template.id))).all()
+        tool.name: tool for tool in (await session.scalars(select(Tool).where(Tool.template_id == template.id))).all()
     }
     now = utcnow()
     added: list[str] = []
@@ -277,9 +272,7 @@ async def get_upstream(session: AsyncSession, *, slug: str, org_id: str | None) 
     """The upstream the org sees under ``slug`` (or a name slugifying to it); its own beats global."""
     wanted = slugify(slug)
     found = (
-        await session.scalars(
-            select(ServerTemplate).where(_visible_to(org_id), ServerTemplate.slug == wanted)
-        )
+        await session.scalars(select(ServerTemplate).where(_visible_to(org_id), ServerTemplate.slug == wanted))
     ).all()
     if not found:
         raise NotFound(f"upstream {slug!r} does not exist")
@@ -316,9 +309,7 @@ async def list_upstreams(session: AsyncSession, *, org_id: str | None) -> list[U
     ]
 
 
-async def remove_upstream(
-    session: AsyncSession, *, slug: str, org_id: str | None, force: bool = False
-) -> None:
+async def remove_upstream(session: AsyncSession, *, slug: str, org_id: str | None, force: bool = False) -> None:
     """Delete an org's own upstream; refused while servers use it unless ``force``."""
     template = await get_upstream(session, slug=slug, org_id=org_id)
     if template.org_id != org_id:

@@ -61,9 +61,7 @@ def _www_authenticate(reason: str) -> list[tuple[bytes, bytes]]:
 class HttpReject(Exception):
     """An answer decided before any handler runs."""
 
-    def __init__(
-        self, status: int, code: int, message: str, data: Any = None, request_id: Any = None
-    ) -> None:
+    def __init__(self, status: int, code: int, message: str, data: Any = None, request_id: Any = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.data, self.request_id = (
             status,
@@ -100,9 +98,7 @@ class McpEndpoint:
         try:
             principal = await self.gw.resolver.resolve(raw_key)
         except Unauthenticated as exc:
-            await send_json(
-                send, 401, error_message(None, INVALID_REQUEST, str(exc)), _www_authenticate(str(exc))
-            )
+            await send_json(send, 401, error_message(None, INVALID_REQUEST, str(exc)), _www_authenticate(str(exc)))
             return
         method = scope["method"]
         if method == "POST":
@@ -251,11 +247,7 @@ class McpEndpoint:
     ) -> tuple[str, Any]:
         """The 2026-07-28 validation ladder: envelope, routing headers, then version."""
         meta = params.get("_meta")
-        if (
-            not isinstance(meta, dict)
-            or META_PROTOCOL_VERSION not in meta
-            or META_CLIENT_CAPABILITIES not in meta
-        ):
+        if not isinstance(meta, dict) or META_PROTOCOL_VERSION not in meta or META_CLIENT_CAPABILITIES not in meta:
             raise HttpReject(
                 400,
                 INVALID_PARAMS,
@@ -265,9 +257,7 @@ class McpEndpoint:
         version = meta[META_PROTOCOL_VERSION]
         dup = duplicated(scope, _ROUTING_HEADERS)
         if dup is not None:
-            raise HttpReject(
-                400, HEADER_MISMATCH, f"header {dup} was sent more than once", request_id=request_id
-            )
+            raise HttpReject(400, HEADER_MISMATCH, f"header {dup} was sent more than once", request_id=request_id)
         if _header(headers, "mcp-protocol-version") != version:
             raise HttpReject(
                 400,
@@ -292,9 +282,7 @@ class McpEndpoint:
                 request_id=request_id,
             )
         if not isinstance(version, str):
-            raise HttpReject(
-                400, INVALID_PARAMS, "the protocol version must be a string", request_id=request_id
-            )
+            raise HttpReject(400, INVALID_PARAMS, "the protocol version must be a string", request_id=request_id)
         if version not in MODERN_VERSIONS:
             raise HttpReject(
                 400,
@@ -305,9 +293,7 @@ class McpEndpoint:
             )
         return version, meta[META_CLIENT_CAPABILITIES]
 
-    async def _initialize(
-        self, send: Send, principal: Principal, request_id: Any, params: JSONObject
-    ) -> Outcome:
+    async def _initialize(self, send: Send, principal: Principal, request_id: Any, params: JSONObject) -> Outcome:
         requested = params.get("protocolVersion")
         version = requested if requested in LEGACY_VERSIONS else LATEST_LEGACY
         caps = params.get("capabilities")
@@ -375,9 +361,7 @@ class McpEndpoint:
     ) -> None:
         """A legacy client answering a server→client request: hand it to whichever replica waits."""
         if "id" not in message or not ("result" in message or "error" in message):
-            raise HttpReject(
-                400, INVALID_REQUEST, "Invalid Request: a message needs a method, or an id and a result"
-            )
+            raise HttpReject(400, INVALID_REQUEST, "Invalid Request: a message needs a method, or an id and a result")
         session_id = headers.get("mcp-session-id")
         session = await self.gw.sessions.load(session_id) if session_id else None
         if session is None or session.key_id != principal.key_id:
@@ -400,9 +384,7 @@ class McpEndpoint:
             )
             return
         if "text/event-stream" not in headers.get("accept", ""):
-            await send_json(
-                send, 406, error_message(None, INVALID_REQUEST, "Accept must include text/event-stream")
-            )
+            await send_json(send, 406, error_message(None, INVALID_REQUEST, "Accept must include text/event-stream"))
             return
         await serve_legacy_stream(self.gw, session, receive, send, session_channel(session.id))
 

@@ -334,10 +334,16 @@ class Connection(asyncio.Protocol):
         try:
             await waiter
         except BaseException:
-            self.abort()  # cancelled or failed: what arrives later must not reach another request
+            # Cancelled or failed. While the connection still carries this response, what arrives
+            # later must not reach another request; once the response is complete, the connection
+            # may already serve the next caller and is none of ours.
+            if self._resp is resp:
+                self.abort()
             raise
         finally:
-            self._head_waiter = None
+            # The same goes for the waiter: by the time we resume, it may be the next caller's.
+            if self._head_waiter is waiter:
+                self._head_waiter = None
 
     def pause(self) -> None:
         if self.transport is not None:
