@@ -193,6 +193,8 @@ class HttpConnection:
             resp = await self._client.request("POST", self._url, headers, orjson.dumps(message))
         except H1Error as exc:
             raise transport_error(name, self.url, exc) from exc
+        except ValueError as exc:  # a header value that cannot travel (CR/LF)
+            raise UpstreamError(f"upstream {name!r}: cannot send the request: {exc}") from exc
         try:
             if resp.status == 404 and SESSION_HEADER in headers:
                 raise _SessionExpired(headers[SESSION_HEADER])
