@@ -29,6 +29,7 @@ from patchbay.routing.upstream.protocol import (
     initialize,
     modern_headers,
     negotiate,
+    settle,
     stamp_modern,
     strip_envelope,
 )
@@ -91,17 +92,7 @@ class HttpConnection:
     ) -> HttpConnection:
         """Connect and negotiate the protocol era."""
         conn = cls(spec, client, on_notification)
-        try:
-            async with asyncio.timeout(connect_timeout):
-                await conn._handshake(min(10.0, connect_timeout / 2), connect_timeout)
-        except TimeoutError:
-            await conn.aclose()
-            raise UpstreamTimeout(
-                f"upstream {spec.name!r} did not complete the MCP handshake within {connect_timeout:g} s"
-            ) from None
-        except BaseException:
-            await conn.aclose()
-            raise
+        await settle(conn, spec.name, connect_timeout, conn._handshake(min(10.0, connect_timeout / 2), connect_timeout))
         return conn
 
     async def request(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from patchbay.errors import UpstreamError
+from patchbay.errors import UpstreamError, UpstreamTimeout
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp import param_headers
 from patchbay.routing.upstream.base import GATEWAY_CLIENT_INFO, Era
@@ -208,3 +209,24 @@ async def negotiate(name: str, era: Era, call: RawCall) -> Negotiated:
         version = mutual
         era = "modern"
     raise AssertionError("unreachable")
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+async def settle(
+    conn: _Closable, name: str, connect_timeout: float, steps: Awaitable[None], hint: Callable[[], str] = str
+) -> None:
+    """Run a new connection's opening ``steps`` within ``connect_timeout``; close it if they fail."""
+    try:
+        async with asyncio.timeout(connect_timeout):
+            await steps
+    except TimeoutError:
+        await conn.aclose()
+        raise UpstreamTimeout(
+            f"upstream {name!r} did not complete the MCP handshake within {connect_timeout:g} s{hint()}"
+        ) from None
+    except BaseException:
+        await conn.aclose()
+        raise

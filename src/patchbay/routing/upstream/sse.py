@@ -8,11 +8,12 @@ from urllib.parse import urljoin, urlsplit
 
 import orjson
 
-from patchbay.errors import UpstreamError, UpstreamTimeout
+from patchbay.errors import UpstreamError
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.routing.upstream.base import NotificationHandler, UpstreamSpec
 from patchbay.routing.upstream.h1 import H1Error, H1Pool, Response
 from patchbay.routing.upstream.http_common import iter_events, parse_url, status_error, transport_error
+from patchbay.routing.upstream.protocol import settle
 from patchbay.routing.upstream.stream import StreamConnection
 
 logger = logging.getLogger(__name__)
@@ -44,18 +45,12 @@ class SseConnection(StreamConnection):
         """Open the event stream, wait for the endpoint event and negotiate the protocol."""
         conn = cls(spec, client, on_notification)
         conn._reader = asyncio.ensure_future(conn._read())
-        try:
-            async with asyncio.timeout(connect_timeout):
-                await conn._endpoint
-                await conn._handshake(min(10.0, connect_timeout / 2), connect_timeout)
-        except TimeoutError:
-            await conn.aclose()
-            raise UpstreamTimeout(
-                f"upstream {spec.name!r} did not complete the MCP handshake within {connect_timeout:g} s"
-            ) from None
-        except BaseException:
-            await conn.aclose()
-            raise
+
+        async def steps() -> None:
+            await conn._endpoint
+            await conn._handshake(min(10.0, connect_timeout / 2), connect_timeout)
+
+        await settle(conn, spec.name, connect_timeout, steps())
         return conn
 
     def _set_endpoint(self, data: str) -> None:

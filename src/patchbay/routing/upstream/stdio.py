@@ -11,9 +11,10 @@ from collections import deque
 
 import orjson
 
-from patchbay.errors import UpstreamError, UpstreamTimeout
+from patchbay.errors import UpstreamError
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.routing.upstream.base import NotificationHandler, UpstreamSpec
+from patchbay.routing.upstream.protocol import settle
 from patchbay.routing.upstream.stream import StreamConnection
 
 logger = logging.getLogger(__name__)
@@ -89,17 +90,8 @@ class StdioConnection(StreamConnection):
         """Start the process and negotiate the protocol; the process is ended again if that fails."""
         conn = cls(spec, on_notification, kill_grace=kill_grace)
         await conn._start()
-        try:
-            async with asyncio.timeout(connect_timeout):
-                await conn._handshake(min(10.0, connect_timeout / 2), connect_timeout)
-        except TimeoutError:
-            await conn.aclose()
-            raise UpstreamTimeout(
-                f"upstream {spec.name!r} did not complete the MCP handshake within {connect_timeout:g} s{conn._hint()}"
-            ) from None
-        except BaseException:
-            await conn.aclose()
-            raise
+        handshake = conn._handshake(min(10.0, connect_timeout / 2), connect_timeout)
+        await settle(conn, spec.name, connect_timeout, handshake, conn._hint)
         return conn
 
     async def _start(self) -> None:
