@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         print("No scenario passed directly: the comparison proves nothing.", file=sys.stderr)
         return 1
     print(f"{result.direct_passes} scenario runs pass directly; {result.lost} of them do not pass through the gateway.")
+    # A closing line in the plain "N passed, N failed" form, for whoever reads only the last line.
+    print(f"conformance: {result.direct_passes - result.lost} passed, {result.lost} failed")
     return 1 if result.lost else 0
 
 
