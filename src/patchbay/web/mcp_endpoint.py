@@ -14,11 +14,12 @@ import time
 from typing import Any
 
 import orjson
-from starlette.types import Receive, Scope, Send
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import Message, Receive, Scope, Send
 
 from patchbay.audit.events import AuditEvent
 from patchbay.auth.principal import Principal
-from patchbay.errors import Unauthenticated
+from patchbay.errors import StoreUnavailable, Unauthenticated
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.channel import Era, ResponseChannel
 from patchbay.mcp.context import AuditNote, RequestContext
@@ -27,6 +28,7 @@ from patchbay.mcp.handlers import HANDLERS, LEGACY_ONLY, REQUIRED_CAPABILITY
 from patchbay.mcp.protocol import (
     ERROR_HTTP_STATUS,
     HEADER_MISMATCH,
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     LATEST_LEGACY,
@@ -80,6 +82,25 @@ class McpEndpoint:
         self.hosts = HostPolicy(gateway.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        began = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal began
+            began = True
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, tracked)
+        except (SQLAlchemyError, StoreUnavailable, OSError) as exc:
+            # A backing service went away: say so, stay up; the next request tries again.
+            logger.error("MCP request failed, a backing service is unavailable: %s", exc)
+            if not began:
+                what = "database" if isinstance(exc, SQLAlchemyError) else "shared store"
+                await send_json(
+                    send, 503, error_message(None, INTERNAL_ERROR, f"the gateway's {what} is unavailable; retry later")
+                )
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = header_map(scope)
         reason = self.hosts.check(headers.get("host"), headers.get("origin"))
