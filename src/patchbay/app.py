@@ -102,7 +102,7 @@ def serve(settings: Settings) -> None:
     from patchbay.bootstrap import prepare_database
     from patchbay.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     prepare_database(settings)
     app = create_app(settings)
     logger.info("Patchbay listening on http://%s:%s/mcp", settings.host, settings.port)

@@ -17,7 +17,10 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Message, Receive, Scope, Send
 
+from patchbay.audit import security
+from patchbay.audit.context import current_request_id, new_request_id
 from patchbay.audit.events import AuditEvent
+from patchbay.auth.keys import looks_like_key, redact
 from patchbay.auth.principal import Principal
 from patchbay.errors import StoreUnavailable, Unauthenticated
 from patchbay.jsonrpc_types import JSONObject
@@ -103,12 +106,14 @@ class McpEndpoint:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = header_map(scope)
+        new_request_id(headers.get("x-request-id"))
         reason = self.hosts.check(headers.get("host"), headers.get("origin"))
         if reason is not None:
             await send_json(send, 403, error_message(None, INVALID_REQUEST, reason))
             return
         raw_key = _key_from(scope, headers)
         if raw_key is None:
+            await self._auth_failed(headers, None)
             await send_json(
                 send,
                 401,
@@ -119,6 +124,7 @@ class McpEndpoint:
         try:
             principal = await self.gw.resolver.resolve(raw_key)
         except Unauthenticated as exc:
+            await self._auth_failed(headers, raw_key)
             await send_json(send, 401, error_message(None, INVALID_REQUEST, str(exc)), _www_authenticate(str(exc)))
             return
         method = scope["method"]
@@ -427,6 +433,21 @@ class McpEndpoint:
 
     # --- audit --------------------------------------------------------------------------------
 
+    async def _auth_failed(self, headers: dict[str, str], raw_key: str | None) -> None:
+        # Only the visible prefix of a presented key is kept: enough to spot a leaked or guessed one.
+        prefix = redact(raw_key).removesuffix("…") if raw_key is not None and looks_like_key(raw_key) else None
+        event = security.security_event(
+            event="auth.failed",
+            channel="mcp",
+            status="denied",
+            key_prefix=prefix,
+            auth_method="api_key",
+            http_status=401,
+            user_agent=headers.get("user-agent"),
+            transport="streamable_http",
+        )
+        await security.submit(self.gw.audit, event)
+
     @staticmethod
     def _audit(
         principal: Principal,
@@ -457,6 +478,7 @@ class McpEndpoint:
             bytes_in=bytes_in,
             bytes_out=outcome.bytes_out,
             user_agent=headers.get("user-agent"),
+            request_id=current_request_id(),
         )
 
 
