@@ -71,6 +71,11 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Edge:
             checks["shared_store"] = "ok" if await asyncio.wait_for(gw.store.ping(), 2.0) else "error"
         except Exception as exc:  # noqa: BLE001 - same: report, don't raise
             checks["shared_store"] = f"error: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(gw.objects.ping(), 5.0)
+            checks["object_store"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - same: report, don't raise
+            checks["object_store"] = f"error: {type(exc).__name__}"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
 

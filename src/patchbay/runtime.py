@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from patchbay.audit.objects import ObjectStore, make_object_store
+from patchbay.audit.payloads import PayloadWriter
 from patchbay.audit.writer import AuditWriter
 from patchbay.auth.principal import Principal
 from patchbay.auth.resolver import KeyResolver
@@ -45,6 +47,8 @@ class Gateway:
     catalogs: CatalogCache
     sessions: SessionStore
     watcher: ChangeWatcher
+    objects: ObjectStore
+    payloads: PayloadWriter
     continuations: dict[str, object] = field(default_factory=dict)
     resources: ResourceWatcher = field(init=False)
     _tool_lists: OrderedDict[tuple[str, int, str, int], list[JSONObject]] = field(default_factory=OrderedDict)
@@ -69,6 +73,7 @@ class Gateway:
         self.pool.on_notification(self._upstream_event)
         await self.pool.start()
         await self.audit.start()
+        await self.payloads.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
 
     async def _upstream_event(self, spec_key: str, method: str, params: JSONObject) -> None:
@@ -95,7 +100,10 @@ class Gateway:
         with contextlib.suppress(Exception):
             await self.resolver.flush_last_used()
         await self.resources.aclose()
+        # Payloads first: each one hands its record to the audit writer when it is stored.
+        await self.payloads.aclose()
         await self.audit.aclose()
+        await self.objects.aclose()
         await self.pool.aclose()
         await self.store.aclose()
         await self.watcher.aclose()
@@ -108,6 +116,8 @@ def build_gateway(settings: Settings) -> Gateway:
     sessionmaker = make_sessionmaker(engine)
     store = make_store(settings)
     watcher = make_watcher(engine, engine.url.database if engine.dialect.name == "sqlite" else None)
+    audit = AuditWriter(sessionmaker)
+    objects = make_object_store(settings.object_store_url, default_root=settings.objects_dir)
     return Gateway(
         settings=settings,
         secret=secret,
@@ -119,7 +129,9 @@ def build_gateway(settings: Settings) -> Gateway:
             idle_seconds=settings.stdio_idle_seconds,
             connect_timeout=settings.upstream_connect_timeout,
         ),
-        audit=AuditWriter(sessionmaker),
+        audit=audit,
+        objects=objects,
+        payloads=PayloadWriter(objects, audit, cap=settings.payload_max_bytes),
         resolver=KeyResolver(sessionmaker, secret, watcher),
         watcher=watcher,
         catalogs=CatalogCache(sessionmaker, secret),

@@ -23,6 +23,7 @@ SecurityEventName = Literal[
     "key.revoked",
     "auth.failed",
     "permission.changed",
+    "payload_capture.changed",
     "login",
     "login.failed",
     "tool.quarantined",

@@ -60,6 +60,8 @@ class Catalog:
     tools: dict[str, ToolRoute]
     capabilities: JSONObject
     instructions: str | None
+    # Request and response bodies of calls to this server go to the audit payload store.
+    capture_payloads: bool = True
     # Filled lazily from list calls: exposed resource URI / prompt name -> (upstream, upstream's name).
     resource_owner: dict[str, Upstream] = field(default_factory=dict)
 
@@ -189,6 +191,7 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
         tools=dict(sorted(tools.items())),
         capabilities=aggregate_capabilities(ordered),
         instructions="\n".join(instructions) or None,
+        capture_payloads=server.capture_payloads,
     )
 
 

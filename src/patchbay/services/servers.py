@@ -201,3 +201,21 @@ async def set_tools_enabled(
     if changed:
         await bump_server(session, server)
     return await server_tools(session, server=server)
+
+
+async def set_payload_capture(
+    session: AsyncSession, *, server: Server, enabled: bool, channel: security.Channel = "cli"
+) -> Server:
+    """Switch storing request/response bodies of this server's calls on or off (records are kept either way)."""
+    if server.capture_payloads != enabled:
+        server.capture_payloads = enabled
+        await bump_server(session, server)
+        event = security.security_event(
+            event="payload_capture.changed",
+            channel=channel,
+            org_id=server.org_id,
+            server_id=server.id,
+            detail="payload capture on" if enabled else "payload capture off",
+        )
+        security.record(session, event)
+    return server

@@ -20,6 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 from patchbay.audit import security
 from patchbay.audit.context import current_request_id, new_request_id
 from patchbay.audit.events import AuditEvent
+from patchbay.audit.payloads import Captured, ResponseTap
 from patchbay.auth.keys import looks_like_key, redact
 from patchbay.auth.principal import Principal
 from patchbay.errors import StoreUnavailable, Unauthenticated
@@ -153,6 +154,8 @@ class McpEndpoint:
         rpc_method: str | None = None
         outcome = Outcome(200, 0, None)
         bytes_in = 0
+        body = b""
+        tap: ResponseTap | None = None
         try:
             try:
                 body = await read_body(receive, self.gw.settings.max_body_bytes)
@@ -193,6 +196,8 @@ class McpEndpoint:
                 return
             ctx, extra = await self._context(scope, headers, principal, rpc_method, request_id, params)
             era, note = ctx.era, ctx.note
+            if ctx.catalog.capture_payloads:
+                send = tap = ResponseTap(send, self.gw.settings.payload_max_bytes)
             outcome = await self._dispatch(ctx, rpc_method, params, send, receive, extra)
         except HttpReject as rej:
             note.status = "error"
@@ -204,7 +209,9 @@ class McpEndpoint:
         finally:
             event = self._audit(principal, headers, rpc_method, era, note, outcome, bytes_in, t0)
             # The response is already sent; waiting here is the audit queue's backpressure.
-            if not self.gw.audit.submit_nowait(event):
+            if tap is not None:
+                await self.gw.payloads.submit(event, Captured.of(body, tap))
+            elif not self.gw.audit.submit_nowait(event):
                 await self.gw.audit.submit(event)
 
     async def _context(
