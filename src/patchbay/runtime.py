@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -22,6 +23,7 @@ from patchbay.mcp.session import SessionStore, server_events_channel
 from patchbay.policy.tools import visible
 from patchbay.routing.catalog import Catalog, CatalogCache
 from patchbay.routing.upstream.pool import UpstreamPool
+from patchbay.services.audit_logs import prune_logs
 from patchbay.settings import Settings
 from patchbay.state import make_store
 from patchbay.state.base import SharedStore
@@ -31,6 +33,7 @@ from patchbay.store.db import make_engine, make_sessionmaker
 logger = logging.getLogger(__name__)
 
 _LIST_CACHE_SIZE = 4096
+_RETENTION_INTERVAL = 3600.0
 RELAYED_EVENTS = frozenset({"notifications/resources/updated"})
 
 
@@ -75,6 +78,8 @@ class Gateway:
         await self.audit.start()
         await self.payloads.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        if self.settings.audit_retention_days is not None:
+            self._tasks.append(asyncio.create_task(self._retention(self.settings.audit_retention_days)))
 
     async def _upstream_event(self, spec_key: str, method: str, params: JSONObject) -> None:
         """Fan an upstream's connection-level event out to every server that routes to it."""
@@ -91,6 +96,18 @@ class Gateway:
                 await self.resolver.flush_last_used()
             except Exception:  # keep the loop alive whatever the database does
                 logger.exception("could not record key usage")
+
+    async def _retention(self, days: float) -> None:
+        # Every replica may prune: deleting what another replica already deleted is harmless.
+        while True:
+            try:
+                cutoff = datetime.now(UTC) - timedelta(days=days)
+                pruned = await prune_logs(self.sessionmaker, self.objects, older_than=cutoff)
+                if pruned.records:
+                    logger.info("retention: pruned %d audit records and %d payloads", pruned.records, pruned.payloads)
+            except Exception:  # keep the loop alive whatever the database or object store does
+                logger.exception("audit retention run failed; retrying later")
+            await asyncio.sleep(_RETENTION_INTERVAL)
 
     async def aclose(self) -> None:
         for task in self._tasks:
