@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from patchbay.runtime import Gateway, build_gateway
 from patchbay.settings import Settings
 from patchbay.web.mcp_endpoint import McpEndpoint
+from patchbay.web.metrics import metrics_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Edge:
             Route("/mcp/k/{key}", mcp, methods=["GET", "POST", "DELETE"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
         ],
         lifespan=lifespan,
     )

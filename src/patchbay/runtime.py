@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from patchbay.audit.metrics import CallMetrics
 from patchbay.audit.objects import ObjectStore, make_object_store
 from patchbay.audit.payloads import PayloadWriter
 from patchbay.audit.writer import AuditWriter
@@ -56,6 +57,9 @@ class Gateway:
     resources: ResourceWatcher = field(init=False)
     _tool_lists: OrderedDict[tuple[str, int, str, int], list[JSONObject]] = field(default_factory=OrderedDict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    metrics: CallMetrics = field(default_factory=CallMetrics)
+    tool_list_lookups: int = 0  # for /metrics: hits are lookups minus misses
+    tool_list_misses: int = 0
 
     def __post_init__(self) -> None:
         self.resources = ResourceWatcher(self.pool, self._upstream_event)
@@ -63,8 +67,10 @@ class Gateway:
     def visible_tools(self, principal: Principal, catalog: Catalog) -> list[JSONObject]:
         """The tool definitions a key may see, cached per catalog revision and key revision."""
         key = (catalog.server_id, catalog.revision, principal.key_id, principal.key_revision)
+        self.tool_list_lookups += 1
         found = self._tool_lists.get(key)
         if found is None:
+            self.tool_list_misses += 1
             found = [r.definition for r in catalog.tools.values() if visible(principal, r)]
             self._tool_lists[key] = found
             if len(self._tool_lists) > _LIST_CACHE_SIZE:
@@ -133,7 +139,8 @@ def build_gateway(settings: Settings) -> Gateway:
     sessionmaker = make_sessionmaker(engine)
     store = make_store(settings)
     watcher = make_watcher(engine, engine.url.database if engine.dialect.name == "sqlite" else None)
-    audit = AuditWriter(sessionmaker)
+    metrics = CallMetrics()
+    audit = AuditWriter(sessionmaker, observe=metrics.observe)
     objects = make_object_store(settings.object_store_url, default_root=settings.objects_dir)
     return Gateway(
         settings=settings,
@@ -147,6 +154,7 @@ def build_gateway(settings: Settings) -> Gateway:
             connect_timeout=settings.upstream_connect_timeout,
         ),
         audit=audit,
+        metrics=metrics,
         objects=objects,
         payloads=PayloadWriter(objects, audit, cap=settings.payload_max_bytes),
         resolver=KeyResolver(sessionmaker, secret, watcher),

@@ -113,11 +113,15 @@ class CatalogCache:
         self._secret = secret
         self._catalogs: dict[str, Catalog] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.hits = 0  # for /metrics
+        self.misses = 0
 
     async def get(self, server_id: str, revision: int) -> Catalog:
         found = self._catalogs.get(server_id)
         if found is not None and found.revision == revision:
+            self.hits += 1
             return found
+        self.misses += 1
         lock = self._locks.setdefault(server_id, asyncio.Lock())
         async with lock:
             found = self._catalogs.get(server_id)
