@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from patchbay.audit.metrics import CallMetrics
 from patchbay.audit.objects import ObjectStore, make_object_store
 from patchbay.audit.payloads import PayloadWriter
+from patchbay.audit.tracing import Tracing, make_tracing
 from patchbay.audit.writer import AuditWriter
 from patchbay.auth.principal import Principal
 from patchbay.auth.resolver import KeyResolver
@@ -58,6 +59,7 @@ class Gateway:
     _tool_lists: OrderedDict[tuple[str, int, str, int], list[JSONObject]] = field(default_factory=OrderedDict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     metrics: CallMetrics = field(default_factory=CallMetrics)
+    tracing: Tracing | None = None
     tool_list_lookups: int = 0  # for /metrics: hits are lookups minus misses
     tool_list_misses: int = 0
 
@@ -127,6 +129,8 @@ class Gateway:
         await self.payloads.aclose()
         await self.audit.aclose()
         await self.objects.aclose()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
         await self.pool.aclose()
         await self.store.aclose()
         await self.watcher.aclose()
@@ -155,6 +159,7 @@ def build_gateway(settings: Settings) -> Gateway:
         ),
         audit=audit,
         metrics=metrics,
+        tracing=make_tracing(settings.otlp_endpoint),
         objects=objects,
         payloads=PayloadWriter(objects, audit, cap=settings.payload_max_bytes),
         resolver=KeyResolver(sessionmaker, secret, watcher),

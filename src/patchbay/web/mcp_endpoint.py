@@ -86,6 +86,15 @@ class McpEndpoint:
         self.hosts = HostPolicy(gateway.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tracing = self.gw.tracing
+        if tracing is not None:
+            # The path can hold a key (/mcp/k/...): spans are named after the endpoint, never the path.
+            with tracing.request_span(scope["method"], "/mcp", header_map(scope)):
+                await self._call(scope, receive, send)
+            return
+        await self._call(scope, receive, send)
+
+    async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
         began = False
 
         async def tracked(message: Message) -> None:
@@ -208,6 +217,8 @@ class McpEndpoint:
             )
         finally:
             event = self._audit(principal, headers, rpc_method, era, note, outcome, bytes_in, t0)
+            if self.gw.tracing is not None:
+                self.gw.tracing.annotate_current(event)
             # The response is already sent; waiting here is the audit queue's backpressure.
             if tap is not None:
                 await self.gw.payloads.submit(event, Captured.of(body, tap))
@@ -453,6 +464,8 @@ class McpEndpoint:
             user_agent=headers.get("user-agent"),
             transport="streamable_http",
         )
+        if self.gw.tracing is not None:
+            self.gw.tracing.annotate_current(event)
         await security.submit(self.gw.audit, event)
 
     @staticmethod
