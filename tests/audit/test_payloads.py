@@ -169,6 +169,9 @@ async def test_an_unreachable_object_store_costs_the_payload_not_the_record_and_
         ({"pem": "-----BEGIN RSA PRIVATE KEY-----\nMIIcanary\n-----END RSA PRIVATE KEY-----"}, "MIIcanary"),
         ({"text": "-----BEGIN PRIVATE KEY-----\nMIIcanary2"}, "MIIcanary2"),
         ({f"{CANARY_KEY}": 1}, CANARY_KEY),
+        ({"text": f"line one\n{CANARY_KEY}\tAKIACANARY0123456789"}, CANARY_KEY),
+        ({"text": f"line one\n{CANARY_KEY}\tAKIACANARY0123456789"}, "AKIACANARY0123456789"),
+        ({"text": f'quoted "{CANARY_JWT}"'}, CANARY_JWT),
     ],
 )
 def test_redaction_removes_every_planted_secret(value: object, secret: str) -> None:

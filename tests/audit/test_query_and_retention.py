@@ -203,10 +203,10 @@ async def test_a_stored_payload_is_read_back_through_its_record(
 ) -> None:
     from patchbay.audit.payloads import Captured, encode_payload
 
-    event = _event(payload_key="logs/2026/01/01/o/s/r.json.gz")
-    await object_store.put(
-        "logs/2026/01/01/o/s/r.json.gz", encode_payload(event, Captured(b'{"a":1}', b"", 0), cap=100)
-    )
+    # One second older than the record without a payload, which is therefore the newest.
+    event = _event(timedelta(seconds=1), payload_key="logs/2026/01/01/o/s/r.json.gz")
+    data = encode_payload(event, Captured(b'{"a":1}', b"", 0), cap=100)
+    await object_store.put("logs/2026/01/01/o/s/r.json.gz", data)
     await _insert(sessionmaker, [event, _event()])
     async with sessionmaker() as session:
         record = await get_log(session, org_id="o" * 32, record_id=event.id)

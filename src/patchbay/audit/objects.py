@@ -8,7 +8,6 @@ region and endpoint from the usual ``AWS_*`` variables, see ``patchbay.audit.s3`
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +28,10 @@ class ObjectStore(Protocol):
 
     async def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         """Store ``data`` under ``key``, replacing any object there."""
+        ...
+
+    async def put_many(self, items: Sequence[tuple[str, bytes]], *, content_type: str) -> list[Exception | None]:
+        """Store several objects at once; per item, None when stored or the error that stopped it."""
         ...
 
     async def get(self, key: str) -> bytes:
@@ -57,10 +60,11 @@ def check_key(key: str) -> str:
 
 
 class LocalObjectStore:
-    """Objects as files under one folder; each written to a temporary name, then renamed into place."""
+    """Objects as files under one folder."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._known_dirs: set[Path] = set()
 
     @property
     def location(self) -> str:
@@ -70,19 +74,44 @@ class LocalObjectStore:
         return self.root.joinpath(*check_key(key).split("/"))
 
     async def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
-        await anyio.to_thread.run_sync(self._put_sync, self._path(key), data)
+        error = (await self.put_many([(key, data)], content_type=content_type))[0]
+        if error is not None:
+            raise error
 
-    @staticmethod
-    def _put_sync(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    async def put_many(self, items: Sequence[tuple[str, bytes]], *, content_type: str) -> list[Exception | None]:
+        # One thread hop for the whole batch: per payload, a hop costs more CPU than the write itself.
+        paths = [(self._path(key), data) for key, data in items]
+        return await anyio.to_thread.run_sync(self._put_all, paths)
+
+    def _put_all(self, items: list[tuple[Path, bytes]]) -> list[Exception | None]:
+        results: list[Exception | None] = []
+        for path, data in items:
+            try:
+                self._put_one(path, data)
+            except OSError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
+
+    def _put_one(self, path: Path, data: bytes) -> None:
+        parent = path.parent
+        if parent not in self._known_dirs:
+            parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if len(self._known_dirs) > 10_000:
+                self._known_dirs.clear()
+            self._known_dirs.add(parent)
+        # Written in place, no temporary name and rename: a payload is found only through its audit
+        # record, which is written after the object is complete. (Creating files is the dearest
+        # part of capture on this machine; the rename cost ~40% more CPU.)
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except FileNotFoundError:  # the folder was pruned since we made it
+            self._known_dirs.discard(parent)
+            parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -100,6 +129,7 @@ class LocalObjectStore:
         for path in paths:
             path.unlink(missing_ok=True)
             parents.add(path.parent)
+        self._known_dirs.clear()
         # Day folders empty out as retention prunes them; leave no empty tree behind.
         root = self.root.resolve()
         for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):

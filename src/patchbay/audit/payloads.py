@@ -22,7 +22,7 @@ from starlette.types import Message, Send
 
 from patchbay.audit.events import AuditEvent
 from patchbay.audit.objects import ObjectStore
-from patchbay.audit.redact import redact, redact_text
+from patchbay.audit.redact import redact_json, redact_text
 from patchbay.audit.writer import AuditWriter
 from patchbay.store.models import utcnow
 
@@ -110,7 +110,7 @@ def encode_payload(event: AuditEvent, captured: Captured, *, cap: int) -> bytes:
         "request": _body(captured.request, len(captured.request), "application/json", cap),
         "response": _body(captured.response, captured.response_size, captured.response_type, cap),
     }
-    return gzip.compress(orjson.dumps(redact(document)), compresslevel=6)
+    return gzip.compress(redact_json(document), compresslevel=6)
 
 
 def decode_payload(data: bytes) -> Any:
@@ -119,20 +119,30 @@ def decode_payload(data: bytes) -> Any:
 
 
 class PayloadWriter:
-    """Stores payloads in the background, a few at a time, then hands each record to the audit writer.
+    """Stores payloads in the background, a batch at a time, then hands each record to the audit writer.
 
-    The queue is bounded: when it is full, ``submit`` waits (backpressure), as the audit
-    writer does, so a slow object store slows callers down instead of losing records.
+    Whatever is queued when the worker wakes is encoded and stored together (one thread hop
+    for the local folder, concurrent requests for S3). The queue is bounded: when it is
+    full, ``submit`` waits (backpressure), as the audit writer does, so a slow object store
+    slows callers down instead of losing records.
     """
 
     def __init__(
-        self, store: ObjectStore, audit: AuditWriter, *, cap: int, max_queue: int = 2_000, concurrency: int = 8
+        self,
+        store: ObjectStore,
+        audit: AuditWriter,
+        *,
+        cap: int,
+        max_queue: int = 2_000,
+        batch_size: int = 64,
+        linger: float = 0.02,
     ) -> None:
         self.store = store
         self._audit = audit
         self._cap = cap
         self._max_queue = max_queue
-        self._concurrency = concurrency
+        self._batch_size = batch_size
+        self._linger = linger
         self._queue: asyncio.Queue[tuple[AuditEvent, Captured] | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.stored = 0
@@ -175,29 +185,55 @@ class PayloadWriter:
 
     async def _run(self) -> None:
         assert self._queue is not None
-        gate = asyncio.Semaphore(self._concurrency)
-        running: set[asyncio.Task[None]] = set()
-        while (item := await self._queue.get()) is not None:
-            await gate.acquire()
-            task = asyncio.create_task(self._store(*item))
-            running.add(task)
-            task.add_done_callback(running.discard)
-            task.add_done_callback(lambda _t: gate.release())
-        if running:
-            await asyncio.gather(*running)
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await queue.get()
+            if first is None:
+                break
+            batch = [first]
+            # Linger briefly for a fuller batch: a batch costs one thread hop, whatever its size.
+            deadline = loop.time() + self._linger
+            while len(batch) < self._batch_size:
+                if queue.empty():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        async with asyncio.timeout(remaining):
+                            item = await queue.get()
+                    except TimeoutError:
+                        break
+                else:
+                    item = queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            await self._store(batch)
 
-    async def _store(self, event: AuditEvent, captured: Captured) -> None:
-        key = payload_key(event)
+    async def _store(self, batch: list[tuple[AuditEvent, Captured]]) -> None:
+        keys = [payload_key(event) for event, _ in batch]
+        results: list[Exception | None]
         try:
-            if len(captured.request) + len(captured.response) > _COMPRESS_IN_THREAD:
-                data = await anyio.to_thread.run_sync(lambda: encode_payload(event, captured, cap=self._cap))
+            size = sum(len(c.request) + len(c.response) for _, c in batch)
+            if size > _COMPRESS_IN_THREAD:
+                blobs = await anyio.to_thread.run_sync(self._encode_all, batch)
             else:
-                data = encode_payload(event, captured, cap=self._cap)
-            await self.store.put(key, data, content_type="application/gzip")
+                blobs = self._encode_all(batch)
+            results = await self.store.put_many(list(zip(keys, blobs, strict=True)), content_type="application/gzip")
         except Exception as exc:  # noqa: BLE001 - the task's top level: a lost payload must not lose the record
-            self.failed += 1
-            logger.warning("could not store the payload of audit record %s: %s", event.id, redact_text(str(exc)))
-        else:
-            self.stored += 1
-            event = dataclasses.replace(event, payload_key=key, payload_stored_at=utcnow())
-        await self._audit.submit(event)
+            results = [exc] * len(batch)
+        now = utcnow()
+        for (event, _), key, error in zip(batch, keys, results, strict=True):
+            if error is None:
+                self.stored += 1
+                event = dataclasses.replace(event, payload_key=key, payload_stored_at=now)
+            else:
+                self.failed += 1
+                logger.warning("could not store the payload of audit record %s: %s", event.id, redact_text(str(error)))
+            await self._audit.submit(event)
+
+    def _encode_all(self, batch: list[tuple[AuditEvent, Captured]]) -> list[bytes]:
+        return [encode_payload(event, captured, cap=self._cap) for event, captured in batch]

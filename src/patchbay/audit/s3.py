@@ -24,7 +24,7 @@ from patchbay.routing.upstream.h1 import URL, H1Error, H1Pool
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _TIMEOUT = 30.0
-_DELETE_CONCURRENCY = 8
+_CONCURRENCY = 8  # requests in flight per batch of puts or deletes
 
 
 class ObjectStoreError(PatchbayError):
@@ -151,6 +151,19 @@ class S3ObjectStore:
         if status != 200:
             raise self._fail(f"PUT {key}", status, body)
 
+    async def put_many(self, items: Sequence[tuple[str, bytes]], *, content_type: str) -> list[Exception | None]:
+        gate = asyncio.Semaphore(_CONCURRENCY)
+
+        async def one(key: str, data: bytes) -> Exception | None:
+            async with gate:
+                try:
+                    await self.put(key, data, content_type=content_type)
+                except (ObjectStoreError, InvalidInput) as exc:
+                    return exc
+            return None
+
+        return list(await asyncio.gather(*(one(key, data) for key, data in items)))
+
     async def get(self, key: str) -> bytes:
         status, body = await self._call("GET", key)
         if status == 404:
@@ -162,7 +175,7 @@ class S3ObjectStore:
     async def delete(self, keys: Sequence[str]) -> None:
         # DeleteObjects would batch these, but needs Content-MD5 handling some stores get wrong;
         # a few concurrent DELETEs on one keep-alive pool are plenty for retention.
-        gate = asyncio.Semaphore(_DELETE_CONCURRENCY)
+        gate = asyncio.Semaphore(_CONCURRENCY)
 
         async def one(key: str) -> None:
             async with gate:
