@@ -110,8 +110,12 @@ class LocalObjectStore:
             self._known_dirs.discard(parent)
             parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)
