@@ -17,7 +17,11 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Message, Receive, Scope, Send
 
+from patchbay.audit import security
+from patchbay.audit.context import current_request_id, new_request_id
 from patchbay.audit.events import AuditEvent
+from patchbay.audit.payloads import Captured, ResponseTap
+from patchbay.auth.keys import looks_like_key, redact
 from patchbay.auth.principal import Principal
 from patchbay.errors import StoreUnavailable, Unauthenticated
 from patchbay.jsonrpc_types import JSONObject
@@ -85,6 +89,15 @@ class McpEndpoint:
         self.hosts = HostPolicy(gateway.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tracing = self.gw.tracing
+        if tracing is not None:
+            # The path can hold a key (/mcp/k/...): spans are named after the endpoint, never the path.
+            with tracing.request_span(scope["method"], "/mcp", header_map(scope)):
+                await self._call(scope, receive, send)
+            return
+        await self._call(scope, receive, send)
+
+    async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
         began = False
 
         async def tracked(message: Message) -> None:
@@ -106,12 +119,14 @@ class McpEndpoint:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = header_map(scope)
+        new_request_id(headers.get("x-request-id"))
         reason = self.hosts.check(headers.get("host"), headers.get("origin"))
         if reason is not None:
             await send_json(send, 403, error_message(None, INVALID_REQUEST, reason))
             return
         raw_key = _key_from(scope, headers)
         if raw_key is None:
+            await self._auth_failed(headers, None)
             await send_json(
                 send,
                 401,
@@ -122,6 +137,7 @@ class McpEndpoint:
         try:
             principal = await self.gw.resolver.resolve(raw_key)
         except Unauthenticated as exc:
+            await self._auth_failed(headers, raw_key)
             await send_json(send, 401, error_message(None, INVALID_REQUEST, str(exc)), _www_authenticate(str(exc)))
             return
         method = scope["method"]
@@ -150,6 +166,8 @@ class McpEndpoint:
         rpc_method: str | None = None
         outcome = Outcome(200, 0, None)
         bytes_in = 0
+        body = b""
+        tap: ResponseTap | None = None
         try:
             try:
                 body = await read_body(receive, self.gw.settings.max_body_bytes)
@@ -190,6 +208,8 @@ class McpEndpoint:
                 return
             ctx, extra = await self._context(scope, headers, principal, rpc_method, request_id, params)
             era, note = ctx.era, ctx.note
+            if ctx.catalog.capture_payloads:
+                send = tap = ResponseTap(send, self.gw.settings.payload_max_bytes)
             outcome = await self._dispatch(ctx, rpc_method, params, send, receive, extra)
         except HttpReject as rej:
             note.status = "error"
@@ -200,8 +220,12 @@ class McpEndpoint:
             )
         finally:
             event = self._audit(principal, headers, rpc_method, era, note, outcome, bytes_in, t0)
+            if self.gw.tracing is not None:
+                self.gw.tracing.annotate_current(event)
             # The response is already sent; waiting here is the audit queue's backpressure.
-            if not self.gw.audit.submit_nowait(event):
+            if tap is not None:
+                await self.gw.payloads.submit(event, Captured.of(body, tap))
+            elif not self.gw.audit.submit_nowait(event):
                 await self.gw.audit.submit(event)
 
     async def _context(
@@ -458,6 +482,23 @@ class McpEndpoint:
 
     # --- audit --------------------------------------------------------------------------------
 
+    async def _auth_failed(self, headers: dict[str, str], raw_key: str | None) -> None:
+        # Only the visible prefix of a presented key is kept: enough to spot a leaked or guessed one.
+        prefix = redact(raw_key).removesuffix("…") if raw_key is not None and looks_like_key(raw_key) else None
+        event = security.security_event(
+            event="auth.failed",
+            channel="mcp",
+            status="denied",
+            key_prefix=prefix,
+            auth_method="api_key",
+            http_status=401,
+            user_agent=headers.get("user-agent"),
+            transport="streamable_http",
+        )
+        if self.gw.tracing is not None:
+            self.gw.tracing.annotate_current(event)
+        await security.submit(self.gw.audit, event)
+
     @staticmethod
     def _audit(
         principal: Principal,
@@ -488,6 +529,7 @@ class McpEndpoint:
             bytes_in=bytes_in,
             bytes_out=outcome.bytes_out,
             user_agent=headers.get("user-agent"),
+            request_id=current_request_id(),
         )
 
 

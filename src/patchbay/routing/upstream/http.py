@@ -35,6 +35,7 @@ from patchbay.routing.upstream.protocol import (
     strip_envelope,
 )
 from patchbay.routing.upstream.tool_headers import ToolHeaders, is_header_mismatch
+from patchbay.tracecontext import TRACEPARENT
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +198,9 @@ class HttpConnection:
         """POST one request and read its answer, relaying whatever else its event stream carries."""
         name, rid = self.spec.name, message["id"]
         try:
+            traceparent = TRACEPARENT.get()
+            if traceparent is not None:
+                headers = {**headers, "traceparent": traceparent}
             resp = await self._client.request("POST", self._url, headers, orjson.dumps(message))
         except H1Error as exc:
             raise transport_error(name, self.url, exc) from exc
