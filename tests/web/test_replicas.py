@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -21,18 +21,27 @@ REDIS = "redis://127.0.0.1:6379/0"
 ACCEPT = "application/json, text/event-stream"
 
 
-@pytest.fixture
-async def replicas(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+@asynccontextmanager
+async def _two_replicas(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], upstream: Upstream
 ) -> AsyncIterator[tuple[str, str, str]]:
-    await add_upstreams(sessionmaker, settings, [Upstream(name="fx", command=stdio_command())])
-    await make_server(sessionmaker, name="main", upstreams=["fx"])
+    """Two gateways on one database and one Redis, serving server ``main`` over ``upstream``; (a, b, key)."""
+    await add_upstreams(sessionmaker, settings, [upstream])
+    await make_server(sessionmaker, name="main", upstreams=[upstream.name])
     key = await make_key(sessionmaker, settings, server="main")
     shared = settings.model_copy(update={"redis_url": REDIS})
     async with AsyncExitStack() as stack:
         a = await stack.enter_async_context(running_gateway(shared))
         b = await stack.enter_async_context(running_gateway(shared))
         yield a, b, key
+
+
+@pytest.fixture
+async def replicas(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[tuple[str, str, str]]:
+    async with _two_replicas(settings, sessionmaker, Upstream(name="fx", command=stdio_command())) as replicas:
+        yield replicas
 
 
 def _events(body: bytes) -> list[dict[str, Any]]:
@@ -115,14 +124,9 @@ async def replicas_over_a_legacy_upstream(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[tuple[str, str, str]]:
     """A pre-2026 upstream: its elicitation parks the call in the gateway process that made it."""
-    await add_upstreams(sessionmaker, settings, [Upstream(name="old", command=stdio_command("--era", "legacy"))])
-    await make_server(sessionmaker, name="main", upstreams=["old"])
-    key = await make_key(sessionmaker, settings, server="main")
-    shared = settings.model_copy(update={"redis_url": REDIS})
-    async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(running_gateway(shared))
-        b = await stack.enter_async_context(running_gateway(shared))
-        yield a, b, key
+    old = Upstream(name="old", command=stdio_command("--era", "legacy"))
+    async with _two_replicas(settings, sessionmaker, old) as replicas:
+        yield replicas
 
 
 def _modern_call(request_id: int, params: dict[str, Any]) -> dict[str, Any]:
