@@ -110,3 +110,26 @@ async def user_row(sessionmaker: async_sessionmaker[AsyncSession], user_id: str)
         found = await session.get(User, user_id)
         assert found is not None
         return found
+
+
+async def add_org_upstream(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, org_slug: str, name: str
+) -> None:
+    """Another org-private upstream with one tool, used by no server."""
+    from patchbay.services.orgs import get_org
+
+    async with sessionmaker() as session:
+        org = await get_org(session, slug=org_slug)
+        await add_upstream(
+            session,
+            org_id=org.id,
+            name=name,
+            transport="streamable_http",
+            command=None,
+            url="https://spare.invalid/mcp",
+            env={},
+            headers={},
+            discovery=Discovered(tools=[tool("ping", read_only=True)]),
+            secret=settings.resolve_secret_key(),
+        )
+        await session.commit()
