@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -18,6 +17,7 @@ from patchbay.store.models import User
 from patchbay.web.api.deps import Db, Gw, Requires
 from patchbay.web.api.errors import ERROR_RESPONSES
 from patchbay.web.api.pagination import PageOut, Paging, page_out
+from patchbay.web.api.types import Timestamp
 
 router = APIRouter(prefix="/orgs/{org}/keys", tags=["keys"], responses=ERROR_RESPONSES)
 
@@ -45,10 +45,10 @@ class KeyOut(BaseModel):
     user: str
     state: str
     tools: dict[str, Literal["r", "rw"]] | None
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
+    last_used_at: Timestamp | None
 
 
 class KeyCreated(KeyOut):

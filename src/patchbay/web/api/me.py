@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -16,6 +15,7 @@ from patchbay.store.models import PersonalAccessToken
 from patchbay.web.api.deps import CurrentCaller, Db, Gw
 from patchbay.web.api.errors import ERROR_RESPONSES
 from patchbay.web.api.pagination import PageOut, Paging, page_out
+from patchbay.web.api.types import Timestamp
 from patchbay.web.api.users import UserOut, user_out
 
 router = APIRouter(prefix="/me", tags=["me"], responses=ERROR_RESPONSES)
@@ -31,10 +31,10 @@ class TokenOut(BaseModel):
     name: str
     prefix: str
     state: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
+    last_used_at: Timestamp | None
 
 
 class TokenCreated(TokenOut):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -16,6 +15,7 @@ from patchbay.store.models import Organization
 from patchbay.web.api.deps import Db, Requires
 from patchbay.web.api.errors import ERROR_RESPONSES
 from patchbay.web.api.pagination import PageOut, Paging, page_out
+from patchbay.web.api.types import Timestamp
 
 router = APIRouter(prefix="/orgs/{org}/members", tags=["members"], responses=ERROR_RESPONSES)
 
@@ -27,7 +27,7 @@ class MemberOut(BaseModel):
     email: str
     name: str
     role: str
-    joined_at: datetime
+    joined_at: Timestamp
 
 
 class MemberIn(BaseModel):

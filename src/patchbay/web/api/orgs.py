@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter
@@ -13,6 +12,7 @@ from patchbay.services.orgs import OrgMembership, create_org, list_my_orgs, memb
 from patchbay.web.api.deps import CurrentCaller, Db, Requires
 from patchbay.web.api.errors import ERROR_RESPONSES
 from patchbay.web.api.pagination import PageOut, Paging, page_out
+from patchbay.web.api.types import Timestamp
 
 router = APIRouter(prefix="/orgs", tags=["orgs"], responses=ERROR_RESPONSES)
 
@@ -23,7 +23,7 @@ class OrgOut(BaseModel):
     slug: str
     personal: bool
     role: str = Field(description="Your role here: owner, admin or member.")
-    created_at: datetime
+    created_at: Timestamp
 
 
 class OrgIn(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -16,6 +15,7 @@ from patchbay.web.api.deps import Db, Requires
 from patchbay.web.api.errors import ERROR_RESPONSES
 from patchbay.web.api.pagination import PageOut, Paging, page_out
 from patchbay.web.api.tools import ToolOut, tool_out, tool_row_id
+from patchbay.web.api.types import Timestamp
 
 router = APIRouter(prefix="/orgs/{org}/servers", tags=["servers"], responses=ERROR_RESPONSES)
 
@@ -34,7 +34,7 @@ class ServerOut(BaseModel):
     tools: int
     enabled_tools: int
     keys: int
-    created_at: datetime
+    created_at: Timestamp
 
 
 class ServerIn(BaseModel):

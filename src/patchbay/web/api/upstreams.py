@@ -6,7 +6,6 @@ administrators may; org admins add remote (HTTP) upstreams.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -27,6 +26,7 @@ from patchbay.services.upstreams import (
 from patchbay.web.api.deps import Db, Gw, Requires
 from patchbay.web.api.errors import ERROR_RESPONSES
 from patchbay.web.api.pagination import PageOut, Paging, page_out
+from patchbay.web.api.types import Timestamp
 
 router = APIRouter(prefix="/orgs/{org}/upstreams", tags=["upstreams"], responses=ERROR_RESPONSES)
 
@@ -51,7 +51,7 @@ class UpstreamOut(BaseModel):
     server_info: dict[str, Any] | None
     active_tools: int
     servers: int
-    created_at: datetime
+    created_at: Timestamp
 
 
 class UpstreamIn(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter
@@ -16,6 +15,7 @@ from patchbay.store.models import User
 from patchbay.web.api.deps import CurrentCaller, Db
 from patchbay.web.api.errors import ERROR_RESPONSES
 from patchbay.web.api.pagination import PageOut, Paging, page_out
+from patchbay.web.api.types import Timestamp
 
 router = APIRouter(prefix="/users", tags=["users"], responses=ERROR_RESPONSES)
 
@@ -26,7 +26,7 @@ class UserOut(BaseModel):
     name: str
     platform_admin: bool
     active: bool
-    created_at: datetime
+    created_at: Timestamp
 
 
 class UserIn(BaseModel):
