@@ -150,7 +150,8 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
         raise NotFound(f"server {server_id} does not exist")
     upstreams: dict[str, Upstream] = {}
     instructions: list[str] = []
-    for link in server.templates:
+    # A pending server (credentials missing) or a stopped one exposes nothing until it runs.
+    for link in server.templates if server.status == "running" else []:
         tpl = link.template
         spec = await upstream_spec(session, template=tpl, org_id=server.org_id, secret=secret)
         upstreams[tpl.id] = Upstream(

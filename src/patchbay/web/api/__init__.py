@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 
 from patchbay.auth.sessions import LoginSessions
 from patchbay.runtime import Gateway
-from patchbay.web.api import auth, keys, me, members, orgs, servers, tools, upstreams, users
+from patchbay.web.api import auth, configs, keys, me, members, orgs, servers, tools, upstreams, users
 from patchbay.web.api.errors import install_error_handlers
 
 PREFIX = "/api/v1"
@@ -22,6 +22,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     orgs.router,
     members.router,
     upstreams.router,
+    configs.router,
     servers.router,
     tools.router,
     keys.router,

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from patchbay.policy.access import Action, OrgAccess
+from patchbay.services.configs import refresh_servers
 from patchbay.services.paging import page_of
 from patchbay.services.servers import ServerSummary, create_server, get_server, list_servers, set_tools_enabled
 from patchbay.services.tools import server_tools
-from patchbay.web.api.deps import Db, Requires
+from patchbay.web.api.deps import Db, Gw, Requires
 from patchbay.web.api.errors import ERROR_RESPONSES
 from patchbay.web.api.pagination import PageOut, Paging, page_out
 from patchbay.web.api.tools import ToolOut, tool_out, tool_row_id
@@ -83,7 +84,7 @@ async def list_(
 
 @router.post("", status_code=201, summary="Create a server over upstreams (admins)")
 async def create(
-    body: ServerIn, access: Annotated[OrgAccess, Requires(Action.SERVERS_MANAGE)], session: Db
+    body: ServerIn, access: Annotated[OrgAccess, Requires(Action.SERVERS_MANAGE)], session: Db, gw: Gw
 ) -> ServerOut:
     server = await create_server(
         session,
@@ -93,6 +94,7 @@ async def create(
         tools=body.tools,
         plain_names=body.plain_names,
     )
+    await refresh_servers(session, org_id=access.org_id, secret=gw.secret)
     return server_out(await _summary(session, access.org_id, server.id))
 
 

@@ -6,13 +6,14 @@ administrators may; org admins add remote (HTTP) upstreams.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from patchbay.policy.access import Action, OrgAccess, authorize_platform
 from patchbay.routing.discovery import discover
+from patchbay.services.catalog import update_template
 from patchbay.services.paging import page_of
 from patchbay.services.upstream_input import check_upstream, redact_url
 from patchbay.services.upstreams import (
@@ -54,8 +55,27 @@ class UpstreamOut(BaseModel):
     created_at: Timestamp
 
 
+Tags = Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=20)]
+
+
+class UpstreamPatch(BaseModel):
+    description: Annotated[str | None, Field(max_length=4000)] = None
+    tags: Tags | None = None
+    icon: Annotated[str | None, Field(max_length=500, description="Empty string removes it.")] = None
+    visibility: Literal["public", "org", "private"] | None = None
+
+
 class UpstreamIn(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=200)]
+    scope: Literal["org", "global"] = Field("org", description="'global' (platform administrators) for every org.")
+    required_keys: Annotated[
+        list[Annotated[str, Field(max_length=200)]],
+        Field(max_length=100, description="Env vars / headers each org must set before servers run."),
+    ] = []
+    description: Annotated[str, Field(max_length=4000)] = ""
+    tags: Tags = []
+    icon: Annotated[str | None, Field(max_length=500)] = None
+    visibility: Literal["public", "org", "private"] = "org"
     transport: Annotated[str | None, Field(max_length=20)] = None
     command: Annotated[list[Annotated[str, Field(max_length=4096)]] | None, Field(max_length=200)] = None
     url: Annotated[str | None, Field(max_length=2000)] = None
@@ -95,7 +115,7 @@ async def _summary(session: Db, org_id: str, template_id: str) -> UpstreamSummar
 async def list_(
     access: Annotated[OrgAccess, Requires(Action.TEMPLATES_READ)], session: Db, paging: Paging
 ) -> PageOut[UpstreamOut]:
-    found = await list_upstreams(session, org_id=access.org_id)
+    found = await list_upstreams(session, org_id=access.org_id, include_private=access.may(Action.TEMPLATES_MANAGE))
     return page_out(page_of(found, key=lambda s: s.template.id, request=paging), upstream_out)
 
 
@@ -120,11 +140,14 @@ async def add(
     )
     if entry.transport == "stdio":
         authorize_platform(platform_admin=access.platform_admin, what="add upstreams that run a local command")
-    await ensure_upstream_name_free(session, org_id=access.org_id, name=entry.name)
+    if body.scope == "global":
+        authorize_platform(platform_admin=access.platform_admin, what="add to the global catalog")
+    owner = None if body.scope == "global" else access.org_id
+    await ensure_upstream_name_free(session, org_id=owner, name=entry.name)
     found = await discover(entry.spec(), timeout=DISCOVERY_TIMEOUT)
     template = await add_upstream(
         session,
-        org_id=access.org_id,
+        org_id=owner,
         name=entry.name,
         transport=entry.transport,
         command=entry.command,
@@ -133,7 +156,27 @@ async def add(
         headers=entry.headers,
         discovery=found,
         secret=gw.secret,
+        required=body.required_keys,
     )
+    update_template(
+        template, description=body.description, tags=body.tags, icon=body.icon or "", visibility=body.visibility
+    )
+    await session.flush()
+    return upstream_out(await _summary(session, access.org_id, template.id))
+
+
+@router.patch("/{upstream}", summary="Change catalog fields (admins; global entries: platform administrators)")
+async def update(
+    upstream: UpstreamRef,
+    body: UpstreamPatch,
+    access: Annotated[OrgAccess, Requires(Action.TEMPLATES_MANAGE)],
+    session: Db,
+) -> UpstreamOut:
+    template = await get_upstream(session, slug=upstream, org_id=access.org_id)
+    if template.org_id is None:
+        authorize_platform(platform_admin=access.platform_admin, what="change the global catalog")
+    update_template(template, description=body.description, tags=body.tags, icon=body.icon, visibility=body.visibility)
+    await session.flush()
     return upstream_out(await _summary(session, access.org_id, template.id))
 
 
