@@ -21,7 +21,8 @@ from patchbay.web.api.types import Timestamp
 
 router = APIRouter(prefix="/orgs/{org}/keys", tags=["keys"], responses=ERROR_RESPONSES)
 
-Prefix = Annotated[str, Path(min_length=4, max_length=200, description="The key's prefix (or the whole key).")]
+# Only the prefix: a whole key in a URL would end up in proxy and client logs.
+Prefix = Annotated[str, Path(min_length=4, max_length=16, description="The key's prefix, as lists show it.")]
 
 
 class Grant(BaseModel):
