@@ -15,7 +15,7 @@ import typer
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from typer.core import TyperGroup
 
-from patchbay.cli import db, keys, serve, servers, tools, upstreams, users
+from patchbay.cli import db, keys, remote, serve, servers, tools, upstreams, users
 from patchbay.cli.runtime import CliState
 from patchbay.errors import PatchbayError
 
@@ -96,6 +96,7 @@ def root(
 
 
 serve.register(app)
+remote.register(app)
 app.add_typer(users.app, name="user")
 app.add_typer(upstreams.app, name="upstream")
 app.add_typer(servers.app, name="server")
