@@ -25,6 +25,7 @@ from patchbay.services.revisions import bump_servers
 from patchbay.services.slugs import require_slug, slugify
 from patchbay.services.upstream_input import UpstreamInput, check_upstream, parse_transport
 from patchbay.store.models import (
+    EncryptionKey,
     Server,
     ServerTemplate,
     ServerTemplateLink,
@@ -171,10 +172,12 @@ async def store_config(
     user_id: str | None = None,
 ) -> TemplateConfig:
     """Create or replace the encrypted env/headers of a template for an org (or one user in it)."""
+    generation = int(await session.scalar(select(func.max(EncryptionKey.generation))) or 0)
     token = encrypt_json(
         {"env": dict(env), "headers": dict(headers)},
         secret,
         context=config_context(template.id, org_id, user_id),
+        generation=generation,
     )
     config = await session.scalar(
         select(TemplateConfig).where(

@@ -147,6 +147,15 @@ class TemplateConfig(Timestamped, Base):
     ciphertext: Mapped[str] = mapped_column(Text)  # "kid:base64(nonce+ct)" of {"env": {...}, "headers": {...}}
 
 
+class EncryptionKey(Timestamped, Base):
+    """One generation of the config-encryption key (derived from the server secret); the highest is current."""
+
+    __tablename__ = "encryption_keys"
+
+    generation: Mapped[int] = mapped_column(Integer, unique=True)
+    kid: Mapped[str] = mapped_column(String(16))
+
+
 class Tool(Timestamped, Base):
     """One tool with its own id; an upstream tool belongs to a template."""
 

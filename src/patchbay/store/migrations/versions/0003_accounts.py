@@ -1,4 +1,4 @@
-"""accounts: personal access tokens, and a session epoch per user
+"""accounts: personal access tokens, a session epoch per user, encryption key generations
 
 Revision ID: 0003
 Revises: 0002
@@ -41,8 +41,20 @@ def upgrade() -> None:
     with op.batch_alter_table("personal_access_tokens", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_personal_access_tokens_user_id"), ["user_id"], unique=False)
 
+    op.create_table(
+        "encryption_keys",
+        sa.Column("generation", sa.Integer(), nullable=False),
+        sa.Column("kid", sa.String(length=16), nullable=False),
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_encryption_keys")),
+        sa.UniqueConstraint("generation", name=op.f("uq_encryption_keys_generation")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("encryption_keys")
     with op.batch_alter_table("personal_access_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_personal_access_tokens_user_id"))
     op.drop_table("personal_access_tokens")
