@@ -6,11 +6,14 @@ administrators may; org admins add remote (HTTP) upstreams.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
+from patchbay.errors import PatchbayError
 from patchbay.policy.access import Action, OrgAccess, authorize_platform
 from patchbay.routing.discovery import discover
 from patchbay.services.catalog import update_template
@@ -22,6 +25,7 @@ from patchbay.services.upstreams import (
     ensure_upstream_name_free,
     get_upstream,
     list_upstreams,
+    parse_mcp_servers_file,
     remove_upstream,
 )
 from patchbay.web.api.deps import Db, Gw, Requires
@@ -163,6 +167,63 @@ async def add(
     )
     await session.flush()
     return upstream_out(await _summary(session, access.org_id, template.id))
+
+
+class ImportOutcome(BaseModel):
+    name: str
+    ok: bool
+    upstream: UpstreamOut | None = None
+    error: str | None = None
+
+
+@router.post("/import", summary="Add every server of an mcpServers document (Claude Desktop / .mcp.json)")
+async def import_(
+    document: dict[str, Any],
+    access: Annotated[OrgAccess, Requires(Action.TEMPLATES_MANAGE)],
+    session: Db,
+    gw: Gw,
+) -> list[ImportOutcome]:
+    # No ${VAR} expansion: the gateway's own environment is not the caller's to read.
+    entries = parse_mcp_servers_file(json.dumps(document), environ={})
+    outcomes: list[ImportOutcome] = []
+    ready = []
+    for entry in entries:
+        try:
+            if entry.transport == "stdio":
+                authorize_platform(platform_admin=access.platform_admin, what="add upstreams that run a local command")
+            await ensure_upstream_name_free(session, org_id=access.org_id, name=entry.name)
+            ready.append(entry)
+        except PatchbayError as exc:
+            outcomes.append(ImportOutcome(name=entry.name, ok=False, error=str(exc)))
+    found = await asyncio.gather(
+        *(discover(entry.spec(), timeout=DISCOVERY_TIMEOUT) for entry in ready), return_exceptions=True
+    )
+    for entry, result in zip(ready, found, strict=True):
+        if isinstance(result, PatchbayError):
+            outcomes.append(ImportOutcome(name=entry.name, ok=False, error=str(result)))
+            continue
+        if isinstance(result, BaseException):
+            raise result
+        try:
+            async with session.begin_nested():  # one bad entry leaves the others stored
+                template = await add_upstream(
+                    session,
+                    org_id=access.org_id,
+                    name=entry.name,
+                    transport=entry.transport,
+                    command=entry.command,
+                    url=entry.url,
+                    env=entry.env,
+                    headers=entry.headers,
+                    discovery=result,
+                    secret=gw.secret,
+                )
+        except PatchbayError as exc:
+            outcomes.append(ImportOutcome(name=entry.name, ok=False, error=str(exc)))
+            continue
+        summary = await _summary(session, access.org_id, template.id)
+        outcomes.append(ImportOutcome(name=entry.name, ok=True, upstream=upstream_out(summary)))
+    return outcomes
 
 
 @router.patch("/{upstream}", summary="Change catalog fields (admins; global entries: platform administrators)")
