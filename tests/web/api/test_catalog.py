@@ -110,3 +110,21 @@ async def test_catalog_metadata_and_visibility(
     member_view = (await client.get(base, headers=member.headers)).json()["items"]
     admin_view = (await client.get(base, headers=admin.headers)).json()["items"]
     assert member_view == [] and [u["slug"] for u in admin_view] == ["weather"]
+
+
+async def test_global_catalog_is_listed_for_everyone_and_curated_by_platform_admins(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    await global_template(sessionmaker, settings)
+    root = await person(sessionmaker, settings, "root@example.com", admin=True)
+    someone = await person(sessionmaker, settings, "someone@example.com")
+    listed = (await client.get("/api/v1/catalog", headers=someone.headers)).json()["items"]
+    assert [e["slug"] for e in listed] == ["weather"] and listed[0]["secret_keys"] == ["Authorization"]
+    refused = await client.patch("/api/v1/catalog/weather", json={"visibility": "private"}, headers=someone.headers)
+    assert refused.status_code == 403
+    hidden = await client.patch("/api/v1/catalog/weather", json={"visibility": "private"}, headers=root.headers)
+    assert hidden.status_code == 200
+    assert (await client.get("/api/v1/catalog", headers=someone.headers)).json()["items"] == []
+    assert len((await client.get("/api/v1/catalog", headers=root.headers)).json()["items"]) == 1
+    assert (await client.delete("/api/v1/catalog/weather", headers=someone.headers)).status_code == 403
+    assert (await client.delete("/api/v1/catalog/weather", headers=root.headers)).status_code == 204

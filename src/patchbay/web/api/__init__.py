@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 
 from patchbay.auth.sessions import LoginSessions
 from patchbay.runtime import Gateway
-from patchbay.web.api import auth, configs, keys, me, members, orgs, servers, tools, upstreams, users
+from patchbay.web.api import auth, catalog, configs, keys, me, members, orgs, servers, tools, upstreams, users
 from patchbay.web.api.errors import install_error_handlers
 
 PREFIX = "/api/v1"
@@ -23,6 +23,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     members.router,
     upstreams.router,
     configs.router,
+    catalog.router,
     servers.router,
     tools.router,
     keys.router,
