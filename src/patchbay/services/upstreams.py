@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -52,6 +52,7 @@ __all__ = [
     "sync_tools",
     "tool_definition_hash",
     "upstream_spec",
+    "user_specs",
 ]
 
 _HASHED_FIELDS = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
@@ -379,3 +380,32 @@ async def upstream_spec(
         url=template.url,
         headers=headers,
     )
+
+
+async def user_specs(
+    session: AsyncSession, *, base: UpstreamSpec, template: ServerTemplate, org_id: str, secret: bytes
+) -> dict[str, UpstreamSpec]:
+    """Per user of the org who set their own values: ``base`` with those values on top (user beats org)."""
+    configs = (
+        await session.scalars(
+            select(TemplateConfig).where(
+                TemplateConfig.template_id == template.id,
+                TemplateConfig.org_id == org_id,
+                TemplateConfig.user_id.is_not(None),
+            )
+        )
+    ).all()
+    out: dict[str, UpstreamSpec] = {}
+    for config in configs:
+        assert config.user_id is not None  # the query asked for it
+        value = decrypt_json(
+            config.ciphertext, secret, context=config_context(template.id, config.org_id, config.user_id)
+        )
+        out[config.user_id] = replace(
+            base,
+            # Its own pooled connection: one user's credentials never serve another's calls.
+            key=f"{base.key}:user:{config.user_id}",
+            env={**base.env, **(value.get("env") or {})},
+            headers={**base.headers, **(value.get("headers") or {})},
+        )
+    return out
