@@ -76,3 +76,15 @@ async def test_mcp_and_health_paths_still_bypass_the_api(client: httpx.AsyncClie
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     response = await client.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
     assert response.json()["jsonrpc"] == "2.0"  # the MCP endpoint answered, not the REST API
+
+
+async def test_nul_characters_are_refused_before_they_reach_the_database(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    alice = await person(sessionmaker, settings, "alice@example.com")
+    slug = await org_with(sessionmaker, "Team", [(alice, "owner")])
+    body = {"server": "a\u0000b"}
+    response = await client.post(f"/api/v1/orgs/{slug}/keys", json=body, headers=alice.headers)
+    assert_error(response, 422, "invalid_input")
+    assert "NUL" in response.json()["error"]["message"]
+    assert_error(await client.get(f"/api/v1/orgs/{slug}%00"), 422, "invalid_input")

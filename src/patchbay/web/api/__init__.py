@@ -7,12 +7,13 @@ thin routes over services, errors only as ``{"error": {"code", "message"}}``, li
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from patchbay.auth.sessions import LoginSessions
 from patchbay.runtime import Gateway
 from patchbay.web.api import auth, catalog, configs, keys, me, members, orgs, servers, tools, upstreams, users
 from patchbay.web.api.errors import install_error_handlers
+from patchbay.web.api.nul import refuse_nul
 
 PREFIX = "/api/v1"
 ROUTERS: tuple[APIRouter, ...] = (
@@ -38,6 +39,7 @@ def create_api(gateway: Gateway) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=f"{PREFIX}/docs",
         redoc_url=None,
+        dependencies=[Depends(refuse_nul)],
     )
     api.state.gateway = gateway
     api.state.login_sessions = LoginSessions(gateway.store, ttl=gateway.settings.login_session_ttl_seconds)
