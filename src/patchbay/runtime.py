@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from patchbay.audit.writer import AuditWriter
 from patchbay.auth.principal import Principal
 from patchbay.auth.resolver import KeyResolver
 from patchbay.jsonrpc_types import JSONObject
+from patchbay.mcp.relay import ContinuationRelay
 from patchbay.mcp.resource_watch import ResourceWatcher
 from patchbay.mcp.session import SessionStore, server_events_channel
 from patchbay.policy.tools import visible
@@ -46,12 +48,16 @@ class Gateway:
     sessions: SessionStore
     watcher: ChangeWatcher
     continuations: dict[str, object] = field(default_factory=dict)
+    # Names this process in input_required tokens, so a retry on another replica finds its way back.
+    node_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    relay: ContinuationRelay = field(init=False)
     resources: ResourceWatcher = field(init=False)
     _tool_lists: OrderedDict[tuple[str, int, str, int], list[JSONObject]] = field(default_factory=OrderedDict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.resources = ResourceWatcher(self.pool, self._upstream_event)
+        self.relay = ContinuationRelay(self.store, self.node_id, self.continuations)
 
     def visible_tools(self, principal: Principal, catalog: Catalog) -> list[JSONObject]:
         """The tool definitions a key may see, cached per catalog revision and key revision."""
@@ -69,6 +75,7 @@ class Gateway:
         self.pool.on_notification(self._upstream_event)
         await self.pool.start()
         await self.audit.start()
+        await self.relay.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
 
     async def _upstream_event(self, spec_key: str, method: str, params: JSONObject) -> None:
@@ -95,6 +102,7 @@ class Gateway:
         with contextlib.suppress(Exception):
             await self.resolver.flush_last_used()
         await self.resources.aclose()
+        await self.relay.aclose()
         await self.audit.aclose()
         await self.pool.aclose()
         await self.store.aclose()

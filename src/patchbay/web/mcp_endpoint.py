@@ -23,7 +23,7 @@ from patchbay.errors import StoreUnavailable, Unauthenticated
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.channel import Era, ResponseChannel
 from patchbay.mcp.context import AuditNote, RequestContext
-from patchbay.mcp.exchange import Outcome, run_exchange, take_continuation
+from patchbay.mcp.exchange import Outcome, continuation_owner, run_exchange, take_continuation
 from patchbay.mcp.handlers import HANDLERS, LEGACY_ONLY, REQUIRED_CAPABILITY
 from patchbay.mcp.protocol import (
     ERROR_HTTP_STATUS,
@@ -34,6 +34,7 @@ from patchbay.mcp.protocol import (
     LATEST_LEGACY,
     LEGACY_VERSIONS,
     META_CLIENT_CAPABILITIES,
+    META_LOG_LEVEL,
     META_PROTOCOL_VERSION,
     METHOD_NOT_FOUND,
     MODERN_VERSIONS,
@@ -44,6 +45,7 @@ from patchbay.mcp.protocol import (
     RpcError,
     error_message,
 )
+from patchbay.mcp.relay import RelayedRetry
 from patchbay.mcp.resume import owns, parse_event_id, replay
 from patchbay.mcp.session import LegacySession, reply_channel, session_channel
 from patchbay.mcp.streams import serve_legacy_stream, serve_listen
@@ -243,11 +245,17 @@ class McpEndpoint:
             )
         catalog = await self.gw.catalogs.get(principal.server_id, principal.server_revision)
         progress = meta.get("progressToken") if isinstance(meta, dict) else None
+        if era == "modern":
+            requested = meta.get(META_LOG_LEVEL) if isinstance(meta, dict) else None
+            log_level = requested if isinstance(requested, str) else None
+        else:
+            log_level = session.log_level if session is not None else None
         channel = ResponseChannel(
             era=era,
             store=self.gw.store,
             client_capabilities=caps if isinstance(caps, dict) else {},
             progress_token=progress,
+            log_level=log_level,
         )
         ctx = RequestContext(
             gateway=self.gw,
@@ -363,8 +371,17 @@ class McpEndpoint:
                 f"Method not found: {method}",
                 request_id=ctx.request_id,
             )
+        resume = None
+        if ctx.era == "modern":
+            owner = continuation_owner(params)
+            if owner is not None and owner != self.gw.node_id:
+                retry = RelayedRetry(method, params, ctx.request_id, ctx.principal.key_id)
+                return await self.gw.relay.forward(owner, retry, send)
         try:
-            resume = take_continuation(self.gw.continuations, params, ctx) if ctx.era == "modern" else None
+            if ctx.era == "modern":
+                resume = take_continuation(
+                    self.gw.continuations, params, key_id=ctx.principal.key_id, request_id=ctx.request_id
+                )
         except RpcError as exc:
             raise HttpReject(400, exc.code, exc.message, request_id=ctx.request_id) from None
         return await run_exchange(
