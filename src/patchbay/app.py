@@ -16,10 +16,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from patchbay.runtime import Gateway, build_gateway
 from patchbay.settings import Settings
+from patchbay.web.api import create_api
 from patchbay.web.mcp_endpoint import McpEndpoint
 from patchbay.web.metrics import metrics_endpoint
 
@@ -33,9 +34,10 @@ class Edge:
     for it is measurable on the proxied-call benchmark.
     """
 
-    def __init__(self, mcp: McpEndpoint, app: Starlette) -> None:
+    def __init__(self, mcp: McpEndpoint, app: Starlette, api: ASGIApp | None = None) -> None:
         self.mcp = mcp
         self.app = app
+        self.api = api
         self.state = app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -48,6 +50,9 @@ class Edge:
             if path.startswith("/mcp/k/") and "/" not in path[7:]:
                 scope["path_params"] = {"key": path[7:]}
                 await self.mcp(scope, receive, send)
+                return
+            if self.api is not None and (path == "/api/v1" or path.startswith("/api/v1/")):
+                await self.api(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -99,7 +104,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Edge:
         lifespan=lifespan,
     )
     app.state.gateway = gw
-    return Edge(mcp, app)
+    return Edge(mcp, app, create_api(gw))
 
 
 def serve(settings: Settings) -> None:

@@ -43,3 +43,9 @@ class StoreUnavailable(PatchbayError):
     """The shared store (Redis) could not be reached or did not answer in time."""
 
     code = "store_unavailable"
+
+
+class RateLimited(PatchbayError):
+    """Too many attempts in a window (logins, for now)."""
+
+    code = "rate_limited"

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # Legacy (2025-11-25) sessions.
     session_ttl_seconds: int = 3600
 
+    # Accounts: anyone may sign up over the REST API unless this is off.
+    registration_open: bool = True
+    login_session_ttl_seconds: int = 12 * 3600
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

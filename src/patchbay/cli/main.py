@@ -15,7 +15,7 @@ import typer
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from typer.core import TyperGroup
 
-from patchbay.cli import db, keys, logs, serve, servers, tools, upstreams, users
+from patchbay.cli import db, keys, logs, remote, secrets, serve, servers, tools, upstreams, users
 from patchbay.cli.runtime import CliState
 from patchbay.errors import PatchbayError
 
@@ -96,6 +96,7 @@ def root(
 
 
 serve.register(app)
+remote.register(app)
 app.add_typer(users.app, name="user")
 app.add_typer(upstreams.app, name="upstream")
 app.add_typer(servers.app, name="server")
@@ -103,6 +104,7 @@ app.add_typer(keys.app, name="key")
 app.add_typer(tools.app, name="tool")
 app.add_typer(db.app, name="db")
 app.add_typer(logs.app, name="logs")
+app.add_typer(secrets.app, name="secrets")
 
 
 def main() -> None:

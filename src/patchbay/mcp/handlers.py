@@ -66,7 +66,11 @@ async def forward(ctx: RequestContext, upstream: Upstream, method: str, params: 
     gw = ctx.gateway
     try:
         response = await gw.pool.request(
-            upstream.spec, method, params, timeout=gw.settings.upstream_timeout, sink=ctx.channel
+            upstream.spec_for(ctx.principal.user_id),
+            method,
+            params,
+            timeout=gw.settings.upstream_timeout,
+            sink=ctx.channel,
         )
     except UpstreamTimeout as exc:
         raise RpcError(REQUEST_TIMEOUT, str(exc)) from exc

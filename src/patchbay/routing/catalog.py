@@ -22,7 +22,7 @@ from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.param_headers import Annotation, header_marks
 from patchbay.routing.upstream.base import UpstreamSpec
 from patchbay.services.naming import exposed_tool_names, prefixed_name
-from patchbay.services.upstreams import upstream_spec
+from patchbay.services.upstreams import upstream_spec, user_specs
 from patchbay.store.models import Server, ServerTemplateLink, ServerTool
 
 SEPARATOR = "__"
@@ -37,6 +37,12 @@ class Upstream:
     spec: UpstreamSpec
     capabilities: JSONObject
     protocol_version: str | None
+    # Users of the org who set their own values for this upstream call with them (user beats org).
+    user_specs: Mapping[str, UpstreamSpec] = field(default_factory=dict)
+
+    def spec_for(self, user_id: str) -> UpstreamSpec:
+        """The connection a call on behalf of ``user_id`` uses."""
+        return self.user_specs.get(user_id, self.spec) if self.user_specs else self.spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +162,8 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
         raise NotFound(f"server {server_id} does not exist")
     upstreams: dict[str, Upstream] = {}
     instructions: list[str] = []
-    for link in server.templates:
+    # A pending server (credentials missing) or a stopped one exposes nothing until it runs.
+    for link in server.templates if server.status == "running" else []:
         tpl = link.template
         spec = await upstream_spec(session, template=tpl, org_id=server.org_id, secret=secret)
         upstreams[tpl.id] = Upstream(
@@ -165,6 +172,7 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
             spec=spec,
             capabilities=dict(tpl.capabilities or {}),
             protocol_version=tpl.protocol_version,
+            user_specs=await user_specs(session, base=spec, template=tpl, org_id=server.org_id, secret=secret),
         )
         if tpl.instructions:
             instructions.append(f"{tpl.slug}: {tpl.instructions}")

@@ -2,8 +2,9 @@
 
 AES-256-GCM under a key derived with HKDF-SHA256 from the server secret. A token is
 ``"<kid>:<base64url(nonce | ciphertext+tag)>"``: the key id names the derived key, so
-tokens written under an older secret stay readable once secrets rotate (a ``Keyring``
-holds the current secret and any number of retired ones). An optional ``context`` is
+tokens written under an older key stay readable once keys rotate: ``patchbay secrets rotate``
+moves to the next key generation derived from the same secret, and a ``Keyring`` also holds
+any number of retired secrets. An optional ``context`` is
 bound into the tag as associated data: a token copied onto another row fails to decrypt.
 """
 
@@ -27,6 +28,9 @@ from patchbay.errors import PatchbayError
 
 _INFO = b"patchbay/config-encryption/v1"
 _NONCE_BYTES = 12
+# ``patchbay secrets rotate`` moves to the next generation of keys derived from the same secret;
+# any generation below this bound still decrypts, so rotating never makes a stored value unreadable.
+MAX_GENERATIONS = 1024
 
 
 class DecryptionError(PatchbayError):
@@ -41,9 +45,10 @@ class _DerivedKey:
     aead: AESGCM
 
 
-def derive_key(secret: bytes) -> bytes:
-    """The 256-bit encryption key for one server secret."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret)
+def derive_key(secret: bytes, generation: int = 0) -> bytes:
+    """The 256-bit encryption key of one generation for one server secret."""
+    info = _INFO if generation == 0 else _INFO + f"/{generation}".encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
 
 
 def key_id(derived: bytes) -> str:
@@ -51,18 +56,37 @@ def key_id(derived: bytes) -> str:
     return hashlib.sha256(derived).hexdigest()[:8]
 
 
-def _derive(secret: bytes) -> _DerivedKey:
+def _derive(secret: bytes, generation: int = 0) -> _DerivedKey:
     if not secret:
         raise ValueError("encryption secret is empty")
-    derived = derive_key(secret)
+    derived = derive_key(secret, generation)
     return _DerivedKey(kid=key_id(derived), aead=AESGCM(derived))
 
 
-class Keyring:
-    """The current secret (used to encrypt) and retired ones (still accepted to decrypt)."""
+# sha256(secret) -> kid -> key, for every generation; built once per process on the first need.
+_GENERATIONS: dict[bytes, dict[str, _DerivedKey]] = {}
 
-    def __init__(self, current: bytes, retired: Iterable[bytes] = ()) -> None:
-        self._current = _derive(current)
+
+def _every_generation(secret: bytes) -> dict[str, _DerivedKey]:
+    tag = hashlib.sha256(secret).digest()
+    found = _GENERATIONS.get(tag)
+    if found is None:
+        found = {}
+        for generation in range(MAX_GENERATIONS):
+            key = _derive(secret, generation)
+            found.setdefault(key.kid, key)
+        _GENERATIONS[tag] = found
+    return found
+
+
+class Keyring:
+    """The current secret and key generation (used to encrypt) and retired secrets (still accepted to decrypt)."""
+
+    def __init__(self, current: bytes, retired: Iterable[bytes] = (), *, generation: int = 0) -> None:
+        if not 0 <= generation < MAX_GENERATIONS:
+            raise ValueError(f"key generation must be below {MAX_GENERATIONS}")
+        self._secrets = (current, *retired)
+        self._current = _derive(current, generation)
         self._by_kid: dict[str, _DerivedKey] = {self._current.kid: self._current}
         for old in retired:
             key = _derive(old)
@@ -84,7 +108,7 @@ class Keyring:
         kid, sep, body = token.partition(":")
         if not sep or not kid or not body:
             raise DecryptionError("encrypted value is malformed")
-        key = self._by_kid.get(kid)
+        key = self._by_kid.get(kid) or self._other_generation(kid)
         if key is None:
             raise DecryptionError(f"encrypted value uses key {kid}, which is not configured (secret changed?)")
         try:
@@ -102,6 +126,13 @@ class Keyring:
             raise DecryptionError("encrypted value is not a JSON object")
         return value
 
+    def _other_generation(self, kid: str) -> _DerivedKey | None:
+        for secret in self._secrets:
+            found = _every_generation(secret).get(kid)
+            if found is not None:
+                return found
+        return None
+
     def needs_reencryption(self, token: str) -> bool:
         """Whether a token was written under a retired secret (rotation rewrites those)."""
         return token.partition(":")[0] != self._current.kid
@@ -111,9 +142,9 @@ def _aad(kid: str, context: str) -> bytes:
     return f"{kid}|{context}".encode()
 
 
-def encrypt_json(value: Mapping[str, Any], secret: bytes, *, context: str = "") -> str:
-    """Seal a JSON object under ``secret``."""
-    return Keyring(secret).encrypt_json(value, context=context)
+def encrypt_json(value: Mapping[str, Any], secret: bytes, *, context: str = "", generation: int = 0) -> str:
+    """Seal a JSON object under ``secret`` (its key of ``generation``)."""
+    return Keyring(secret, generation=generation).encrypt_json(value, context=context)
 
 
 def decrypt_json(token: str, secret: bytes, *, context: str = "") -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,7 +40,14 @@ class KeySummary:
     tools: dict[str, Access] | None
 
 
-def key_state(key: ApiKey, *, now: datetime | None = None) -> KeyState:
+class _Expiring(Protocol):
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+def key_state(key: _Expiring, *, now: datetime | None = None) -> KeyState:
     """Whether a key works now, and if not, why."""
     if key.revoked_at is not None:
         return "revoked"
@@ -136,8 +143,10 @@ async def _grants(
     return grants
 
 
-async def list_keys(session: AsyncSession, *, org_id: str, server: Server | None = None) -> list[KeySummary]:
-    """The org's keys (or one server's), newest first; never any secret material."""
+async def list_keys(
+    session: AsyncSession, *, org_id: str, server: Server | None = None, user_id: str | None = None
+) -> list[KeySummary]:
+    """The org's keys (or one server's, or one owner's), newest first; never any secret material."""
     query = (
         select(ApiKey, Server, User)
         .join(Server, ApiKey.server_id == Server.id)
@@ -148,6 +157,8 @@ async def list_keys(session: AsyncSession, *, org_id: str, server: Server | None
     )
     if server is not None:
         query = query.where(ApiKey.server_id == server.id)
+    if user_id is not None:
+        query = query.where(ApiKey.user_id == user_id)
     names_by_server: dict[str, dict[str, str]] = {}
     now = utcnow()
     out: list[KeySummary] = []
@@ -189,4 +200,13 @@ async def revoke_key(
     key.revoked_at = utcnow()
     await bump_key(session, key)
     security.record(session, _key_event("key.revoked", key, channel))
+    return key
+
+
+async def get_key(session: AsyncSession, *, org_id: str, prefix: str) -> ApiKey:
+    """The org's key with ``prefix`` (or the whole key pasted), or NotFound."""
+    wanted = normalise_prefix(prefix)
+    key = await session.scalar(select(ApiKey).where(ApiKey.prefix == wanted, ApiKey.org_id == org_id))
+    if key is None:
+        raise NotFound(f"no key with prefix {wanted!r}")
     return key

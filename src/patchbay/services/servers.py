@@ -129,13 +129,15 @@ def _refuse_plain_clashes(chosen: Sequence[tuple[ServerTemplate, Tool]]) -> None
 
 
 async def get_server(session: AsyncSession, *, org_id: str, name_or_slug: str) -> Server:
-    """The org's server called ``name_or_slug`` (its slug or its exact name)."""
+    """The org's server called ``name_or_slug`` (its slug, its exact name, or its id)."""
     wanted = name_or_slug.strip()
     found = await session.scalar(
         select(Server)
         .where(
             Server.org_id == org_id,
-            (Server.slug == slugify(wanted, max_length=MAX_SERVER_SLUG)) | (Server.name == wanted),
+            (Server.slug == slugify(wanted, max_length=MAX_SERVER_SLUG))
+            | (Server.name == wanted)
+            | (Server.id == wanted),
         )
         .order_by(Server.created_at)
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from patchbay.services.revisions import bump_servers
 from patchbay.services.slugs import require_slug, slugify
 from patchbay.services.upstream_input import UpstreamInput, check_upstream, parse_transport
 from patchbay.store.models import (
+    EncryptionKey,
     Server,
     ServerTemplate,
     ServerTemplateLink,
@@ -41,6 +42,7 @@ __all__ = [
     "UpstreamSummary",
     "add_upstream",
     "bump_servers_using",
+    "config_context",
     "ensure_upstream_name_free",
     "get_upstream",
     "list_upstreams",
@@ -50,6 +52,7 @@ __all__ = [
     "sync_tools",
     "tool_definition_hash",
     "upstream_spec",
+    "user_specs",
 ]
 
 _HASHED_FIELDS = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
@@ -117,8 +120,12 @@ async def add_upstream(
     headers: Mapping[str, str],
     discovery: DiscoveredUpstream,
     secret: bytes,
+    required: Sequence[str] = (),
 ) -> ServerTemplate:
-    """Store an upstream that discovery has just reached, with its secrets and tools."""
+    """Store an upstream that discovery has just reached, with its secrets and tools.
+
+    ``required`` names further env vars / headers each org must set before servers using it run.
+    """
     checked = check_upstream(name=name, transport=transport, command=command, url=url, env=env, headers=headers)
     _check_tools(discovery.tools)
     slug = await ensure_upstream_name_free(session, org_id=org_id, name=checked.name)
@@ -130,7 +137,9 @@ async def add_upstream(
         transport=checked.transport,
         command=list(checked.command) if checked.command else None,
         url=checked.url,
-        required_keys=sorted(checked.env) + sorted(checked.headers),
+        required_keys=sorted(checked.env)
+        + sorted(checked.headers)
+        + sorted(set(required) - set(checked.env) - set(checked.headers)),
         auth_kind="static" if checked.env or checked.headers else "none",
         protocol_version=discovery.protocol_version,
         server_info=dict(discovery.server_info or {}),
@@ -148,7 +157,8 @@ async def add_upstream(
     return template
 
 
-def _config_context(template_id: str, org_id: str | None, user_id: str | None) -> str:
+def config_context(template_id: str, org_id: str | None, user_id: str | None) -> str:
+    """What a config ciphertext is bound to: a copy moved onto another row does not open."""
     return f"template_config:{template_id}:{org_id or '-'}:{user_id or '-'}"
 
 
@@ -160,22 +170,25 @@ async def store_config(
     env: Mapping[str, str],
     headers: Mapping[str, str],
     secret: bytes,
+    user_id: str | None = None,
 ) -> TemplateConfig:
-    """Create or replace the org-wide encrypted env/headers of a template."""
+    """Create or replace the encrypted env/headers of a template for an org (or one user in it)."""
+    generation = int(await session.scalar(select(func.max(EncryptionKey.generation))) or 0)
     token = encrypt_json(
         {"env": dict(env), "headers": dict(headers)},
         secret,
-        context=_config_context(template.id, org_id, None),
+        context=config_context(template.id, org_id, user_id),
+        generation=generation,
     )
     config = await session.scalar(
         select(TemplateConfig).where(
             TemplateConfig.template_id == template.id,
             _config_owner(org_id),
-            TemplateConfig.user_id.is_(None),
+            TemplateConfig.user_id.is_(None) if user_id is None else TemplateConfig.user_id == user_id,
         )
     )
     if config is None:
-        config = TemplateConfig(template_id=template.id, org_id=org_id, user_id=None, ciphertext=token)
+        config = TemplateConfig(template_id=template.id, org_id=org_id, user_id=user_id, ciphertext=token)
         session.add(config)
     else:
         config.ciphertext = token
@@ -279,11 +292,14 @@ async def get_upstream(session: AsyncSession, *, slug: str, org_id: str | None) 
     return sorted(found, key=lambda t: t.org_id is None)[0]
 
 
-async def list_upstreams(session: AsyncSession, *, org_id: str | None) -> list[UpstreamSummary]:
+async def list_upstreams(
+    session: AsyncSession, *, org_id: str | None, include_private: bool = True
+) -> list[UpstreamSummary]:
     """Every upstream the org sees, by slug, with its active tool and server counts."""
-    templates = (
-        await session.scalars(select(ServerTemplate).where(_visible_to(org_id)).order_by(ServerTemplate.slug))
-    ).all()
+    query = select(ServerTemplate).where(_visible_to(org_id)).order_by(ServerTemplate.slug)
+    if not include_private:
+        query = query.where(ServerTemplate.visibility != "private")
+    templates = (await session.scalars(query)).all()
     ids = [t.id for t in templates]
     tool_counts = dict(
         (
@@ -349,7 +365,7 @@ async def upstream_spec(
     headers: dict[str, str] = {}
     for config in sorted(configs, key=lambda c: c.org_id is not None):
         value = decrypt_json(
-            config.ciphertext, secret, context=_config_context(template.id, config.org_id, config.user_id)
+            config.ciphertext, secret, context=config_context(template.id, config.org_id, config.user_id)
         )
         env.update(value.get("env") or {})
         headers.update(value.get("headers") or {})
@@ -364,3 +380,32 @@ async def upstream_spec(
         url=template.url,
         headers=headers,
     )
+
+
+async def user_specs(
+    session: AsyncSession, *, base: UpstreamSpec, template: ServerTemplate, org_id: str, secret: bytes
+) -> dict[str, UpstreamSpec]:
+    """Per user of the org who set their own values: ``base`` with those values on top (user beats org)."""
+    configs = (
+        await session.scalars(
+            select(TemplateConfig).where(
+                TemplateConfig.template_id == template.id,
+                TemplateConfig.org_id == org_id,
+                TemplateConfig.user_id.is_not(None),
+            )
+        )
+    ).all()
+    out: dict[str, UpstreamSpec] = {}
+    for config in configs:
+        assert config.user_id is not None  # the query asked for it
+        value = decrypt_json(
+            config.ciphertext, secret, context=config_context(template.id, config.org_id, config.user_id)
+        )
+        out[config.user_id] = replace(
+            base,
+            # Its own pooled connection: one user's credentials never serve another's calls.
+            key=f"{base.key}:user:{config.user_id}",
+            env={**base.env, **(value.get("env") or {})},
+            headers={**base.headers, **(value.get("headers") or {})},
+        )
+    return out

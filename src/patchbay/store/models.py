@@ -70,6 +70,22 @@ class User(Timestamped, Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Bumped when the password changes: login sessions carry the epoch they started in.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class PersonalAccessToken(Timestamped, Base):
+    """A user's token for scripts and the remote CLI. Only the keyed hash of the secret is stored."""
+
+    __tablename__ = "personal_access_tokens"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Organization(Timestamped, Base):
@@ -130,6 +146,15 @@ class TemplateConfig(Timestamped, Base):
     org_id: Mapped[str | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     ciphertext: Mapped[str] = mapped_column(Text)  # "kid:base64(nonce+ct)" of {"env": {...}, "headers": {...}}
+
+
+class EncryptionKey(Timestamped, Base):
+    """One generation of the config-encryption key (derived from the server secret); the highest is current."""
+
+    __tablename__ = "encryption_keys"
+
+    generation: Mapped[int] = mapped_column(Integer, unique=True)
+    kid: Mapped[str] = mapped_column(String(16))
 
 
 class Tool(Timestamped, Base):

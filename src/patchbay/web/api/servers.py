@@ -1,0 +1,125 @@
+"""``/api/v1/orgs/{org}/servers``: MCP endpoints of an org, and the tools each exposes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from patchbay.policy.access import Action, OrgAccess
+from patchbay.services.configs import refresh_servers
+from patchbay.services.paging import page_of
+from patchbay.services.servers import ServerSummary, create_server, get_server, list_servers, set_tools_enabled
+from patchbay.services.tools import server_tools
+from patchbay.web.api.deps import Db, Gw, Requires
+from patchbay.web.api.errors import ERROR_RESPONSES
+from patchbay.web.api.pagination import PageOut, Paging, page_out
+from patchbay.web.api.tools import ToolOut, tool_out, tool_row_id
+from patchbay.web.api.types import Timestamp
+
+router = APIRouter(prefix="/orgs/{org}/servers", tags=["servers"], responses=ERROR_RESPONSES)
+
+ServerRef = Annotated[str, Path(description="Server id, slug or name.", min_length=1, max_length=200)]
+ToolName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ServerOut(BaseModel):
+    id: str
+    name: str
+    slug: str
+    description: str
+    status: str
+    plain_names: bool
+    upstreams: list[str]
+    tools: int
+    enabled_tools: int
+    keys: int
+    created_at: Timestamp
+
+
+class ServerIn(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    upstreams: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=50)] = []
+    tools: Annotated[list[ToolName] | None, Field(max_length=1000, description="Only these tools (default: all).")] = (
+        None
+    )
+    plain_names: bool = False
+
+
+class ToolSwitchIn(BaseModel):
+    enable: Annotated[list[ToolName], Field(max_length=1000)] = []
+    disable: Annotated[list[ToolName], Field(max_length=1000)] = []
+
+
+def server_out(summary: ServerSummary) -> ServerOut:
+    """A server with its upstreams and counts."""
+    server = summary.server
+    return ServerOut(
+        id=server.id,
+        name=server.name,
+        slug=server.slug,
+        description=server.description,
+        status=server.status,
+        plain_names=server.plain_names,
+        upstreams=summary.upstreams,
+        tools=summary.tools,
+        enabled_tools=summary.enabled_tools,
+        keys=summary.keys,
+        created_at=server.created_at,
+    )
+
+
+async def _summary(session: Db, org_id: str, server_id: str) -> ServerSummary:
+    return next(s for s in await list_servers(session, org_id=org_id) if s.server.id == server_id)
+
+
+@router.get("", summary="The organization's servers")
+async def list_(
+    access: Annotated[OrgAccess, Requires(Action.SERVERS_READ)], session: Db, paging: Paging
+) -> PageOut[ServerOut]:
+    summaries = await list_servers(session, org_id=access.org_id)
+    return page_out(page_of(summaries, key=lambda s: s.server.id, request=paging), server_out)
+
+
+@router.post("", status_code=201, summary="Create a server over upstreams (admins)")
+async def create(
+    body: ServerIn, access: Annotated[OrgAccess, Requires(Action.SERVERS_MANAGE)], session: Db, gw: Gw
+) -> ServerOut:
+    server = await create_server(
+        session,
+        org_id=access.org_id,
+        name=body.name,
+        upstream_slugs=body.upstreams,
+        tools=body.tools,
+        plain_names=body.plain_names,
+    )
+    await refresh_servers(session, org_id=access.org_id, secret=gw.secret)
+    return server_out(await _summary(session, access.org_id, server.id))
+
+
+@router.get("/{server}", summary="One server")
+async def get(server: ServerRef, access: Annotated[OrgAccess, Requires(Action.SERVERS_READ)], session: Db) -> ServerOut:
+    found = await get_server(session, org_id=access.org_id, name_or_slug=server)
+    return server_out(await _summary(session, access.org_id, found.id))
+
+
+@router.get("/{server}/tools", summary="The tools a server exposes, by exposed name")
+async def tools(
+    server: ServerRef, access: Annotated[OrgAccess, Requires(Action.TOOLS_READ)], session: Db, paging: Paging
+) -> PageOut[ToolOut]:
+    found = await get_server(session, org_id=access.org_id, name_or_slug=server)
+    rows = await server_tools(session, server=found)
+    return page_out(page_of(rows, key=tool_row_id, request=paging), tool_out)
+
+
+@router.patch("/{server}/tools", summary="Switch tools on or off (admins); clients see it at once")
+async def switch_tools(
+    server: ServerRef,
+    body: ToolSwitchIn,
+    access: Annotated[OrgAccess, Requires(Action.TOOLS_MANAGE)],
+    session: Db,
+) -> list[ToolOut]:
+    found = await get_server(session, org_id=access.org_id, name_or_slug=server)
+    rows = await set_tools_enabled(session, server=found, enable=body.enable, disable=body.disable)
+    return [tool_out(row) for row in rows]

@@ -1,0 +1,251 @@
+"""``/api/v1/orgs/{org}/upstreams``: catalog entries (templates) the org sees: its own and the global ones.
+
+Adding a stdio upstream runs a command on the gateway host, so only platform
+administrators may; org admins add remote (HTTP) upstreams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from patchbay.errors import PatchbayError
+from patchbay.policy.access import Action, OrgAccess, authorize_platform
+from patchbay.routing.discovery import discover
+from patchbay.services.catalog import update_template
+from patchbay.services.paging import page_of
+from patchbay.services.upstream_input import check_upstream, redact_url
+from patchbay.services.upstreams import (
+    UpstreamSummary,
+    add_upstream,
+    ensure_upstream_name_free,
+    get_upstream,
+    list_upstreams,
+    parse_mcp_servers_file,
+    remove_upstream,
+)
+from patchbay.web.api.deps import Db, Gw, Requires
+from patchbay.web.api.errors import ERROR_RESPONSES
+from patchbay.web.api.pagination import PageOut, Paging, page_out
+from patchbay.web.api.types import Timestamp
+
+router = APIRouter(prefix="/orgs/{org}/upstreams", tags=["upstreams"], responses=ERROR_RESPONSES)
+
+UpstreamRef = Annotated[str, Path(min_length=1, max_length=200, description="Upstream slug or name.")]
+DISCOVERY_TIMEOUT = 30.0
+
+
+class UpstreamOut(BaseModel):
+    id: str
+    slug: str
+    name: str
+    scope: str = Field(description="'org' for the organization's own, 'global' for the shared catalog.")
+    description: str
+    tags: list[str]
+    icon: str | None
+    visibility: str
+    transport: str
+    command: list[str] | None
+    url: str | None
+    secret_keys: list[str] = Field(description="Names of the env vars / headers it needs (never values).")
+    protocol_version: str | None
+    server_info: dict[str, Any] | None
+    active_tools: int
+    servers: int
+    created_at: Timestamp
+
+
+Tags = Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=20)]
+
+
+class UpstreamPatch(BaseModel):
+    description: Annotated[str | None, Field(max_length=4000)] = None
+    tags: Tags | None = None
+    icon: Annotated[str | None, Field(max_length=500, description="Empty string removes it.")] = None
+    visibility: Literal["public", "org", "private"] | None = None
+
+
+class UpstreamIn(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    scope: Literal["org", "global"] = Field("org", description="'global' (platform administrators) for every org.")
+    required_keys: Annotated[
+        list[Annotated[str, Field(max_length=200)]],
+        Field(max_length=100, description="Env vars / headers each org must set before servers run."),
+    ] = []
+    description: Annotated[str, Field(max_length=4000)] = ""
+    tags: Tags = []
+    icon: Annotated[str | None, Field(max_length=500)] = None
+    visibility: Literal["public", "org", "private"] = "org"
+    transport: Annotated[str | None, Field(max_length=20)] = None
+    command: Annotated[list[Annotated[str, Field(max_length=4096)]] | None, Field(max_length=200)] = None
+    url: Annotated[str | None, Field(max_length=2000)] = None
+    env: Annotated[dict[str, Annotated[str, Field(max_length=8192)]], Field(max_length=100)] = {}
+    headers: Annotated[dict[str, Annotated[str, Field(max_length=8192)]], Field(max_length=100)] = {}
+
+
+def upstream_out(summary: UpstreamSummary) -> UpstreamOut:
+    """A catalog entry; never env or header values, and URLs without credentials."""
+    t = summary.template
+    return UpstreamOut(
+        id=t.id,
+        slug=t.slug,
+        name=t.name,
+        scope="global" if t.org_id is None else "org",
+        description=t.description,
+        tags=list(t.tags or []),
+        icon=t.icon,
+        visibility=t.visibility,
+        transport=t.transport,
+        command=t.command,
+        url=redact_url(t.url) if t.url else None,
+        secret_keys=list(t.required_keys or []),
+        protocol_version=t.protocol_version,
+        server_info=t.server_info,
+        active_tools=summary.active_tools,
+        servers=summary.servers,
+        created_at=t.created_at,
+    )
+
+
+async def _summary(session: Db, org_id: str, template_id: str) -> UpstreamSummary:
+    return next(s for s in await list_upstreams(session, org_id=org_id) if s.template.id == template_id)
+
+
+@router.get("", summary="Upstreams the organization sees (its own and the global catalog)")
+async def list_(
+    access: Annotated[OrgAccess, Requires(Action.TEMPLATES_READ)], session: Db, paging: Paging
+) -> PageOut[UpstreamOut]:
+    found = await list_upstreams(session, org_id=access.org_id, include_private=access.may(Action.TEMPLATES_MANAGE))
+    return page_out(page_of(found, key=lambda s: s.template.id, request=paging), upstream_out)
+
+
+@router.get("/{upstream}", summary="One upstream")
+async def get(
+    upstream: UpstreamRef, access: Annotated[OrgAccess, Requires(Action.TEMPLATES_READ)], session: Db
+) -> UpstreamOut:
+    template = await get_upstream(session, slug=upstream, org_id=access.org_id)
+    return upstream_out(await _summary(session, access.org_id, template.id))
+
+
+@router.post("", status_code=201, summary="Connect to an upstream, list its tools, store it (admins)")
+async def add(
+    body: UpstreamIn,
+    access: Annotated[OrgAccess, Requires(Action.TEMPLATES_MANAGE)],
+    session: Db,
+    gw: Gw,
+) -> UpstreamOut:
+    transport = body.transport or ("stdio" if body.command is not None else "streamable_http")
+    entry = check_upstream(
+        name=body.name, transport=transport, command=body.command, url=body.url, env=body.env, headers=body.headers
+    )
+    if entry.transport == "stdio":
+        authorize_platform(platform_admin=access.platform_admin, what="add upstreams that run a local command")
+    if body.scope == "global":
+        authorize_platform(platform_admin=access.platform_admin, what="add to the global catalog")
+    owner = None if body.scope == "global" else access.org_id
+    await ensure_upstream_name_free(session, org_id=owner, name=entry.name)
+    found = await discover(entry.spec(), timeout=DISCOVERY_TIMEOUT)
+    template = await add_upstream(
+        session,
+        org_id=owner,
+        name=entry.name,
+        transport=entry.transport,
+        command=entry.command,
+        url=entry.url,
+        env=entry.env,
+        headers=entry.headers,
+        discovery=found,
+        secret=gw.secret,
+        required=body.required_keys,
+    )
+    update_template(
+        template, description=body.description, tags=body.tags, icon=body.icon or "", visibility=body.visibility
+    )
+    await session.flush()
+    return upstream_out(await _summary(session, access.org_id, template.id))
+
+
+class ImportOutcome(BaseModel):
+    name: str
+    ok: bool
+    upstream: UpstreamOut | None = None
+    error: str | None = None
+
+
+@router.post("/import", summary="Add every server of an mcpServers document (Claude Desktop / .mcp.json)")
+async def import_(
+    document: dict[str, Any],
+    access: Annotated[OrgAccess, Requires(Action.TEMPLATES_MANAGE)],
+    session: Db,
+    gw: Gw,
+) -> list[ImportOutcome]:
+    # No ${VAR} expansion: the gateway's own environment is not the caller's to read.
+    entries = parse_mcp_servers_file(json.dumps(document), environ={})
+    outcomes: list[ImportOutcome] = []
+    ready = []
+    for entry in entries:
+        try:
+            if entry.transport == "stdio":
+                authorize_platform(platform_admin=access.platform_admin, what="add upstreams that run a local command")
+            await ensure_upstream_name_free(session, org_id=access.org_id, name=entry.name)
+            ready.append(entry)
+        except PatchbayError as exc:
+            outcomes.append(ImportOutcome(name=entry.name, ok=False, error=str(exc)))
+    found = await asyncio.gather(
+        *(discover(entry.spec(), timeout=DISCOVERY_TIMEOUT) for entry in ready), return_exceptions=True
+    )
+    for entry, result in zip(ready, found, strict=True):
+        if isinstance(result, PatchbayError):
+            outcomes.append(ImportOutcome(name=entry.name, ok=False, error=str(result)))
+            continue
+        if isinstance(result, BaseException):
+            raise result
+        try:
+            async with session.begin_nested():  # one bad entry leaves the others stored
+                template = await add_upstream(
+                    session,
+                    org_id=access.org_id,
+                    name=entry.name,
+                    transport=entry.transport,
+                    command=entry.command,
+                    url=entry.url,
+                    env=entry.env,
+                    headers=entry.headers,
+                    discovery=result,
+                    secret=gw.secret,
+                )
+        except PatchbayError as exc:
+            outcomes.append(ImportOutcome(name=entry.name, ok=False, error=str(exc)))
+            continue
+        summary = await _summary(session, access.org_id, template.id)
+        outcomes.append(ImportOutcome(name=entry.name, ok=True, upstream=upstream_out(summary)))
+    return outcomes
+
+
+@router.patch("/{upstream}", summary="Change catalog fields (admins; global entries: platform administrators)")
+async def update(
+    upstream: UpstreamRef,
+    body: UpstreamPatch,
+    access: Annotated[OrgAccess, Requires(Action.TEMPLATES_MANAGE)],
+    session: Db,
+) -> UpstreamOut:
+    template = await get_upstream(session, slug=upstream, org_id=access.org_id)
+    if template.org_id is None:
+        authorize_platform(platform_admin=access.platform_admin, what="change the global catalog")
+    update_template(template, description=body.description, tags=body.tags, icon=body.icon, visibility=body.visibility)
+    await session.flush()
+    return upstream_out(await _summary(session, access.org_id, template.id))
+
+
+@router.delete("/{upstream}", status_code=204, summary="Remove one of the organization's upstreams (admins)")
+async def remove(
+    upstream: UpstreamRef,
+    access: Annotated[OrgAccess, Requires(Action.TEMPLATES_MANAGE)],
+    session: Db,
+    force: Annotated[bool, Query(description="Remove even while servers use it.")] = False,
+) -> None:
+    await remove_upstream(session, slug=upstream, org_id=access.org_id, force=force)
