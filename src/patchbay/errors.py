@@ -43,3 +43,13 @@ class StoreUnavailable(PatchbayError):
     """The shared store (Redis) could not be reached or did not answer in time."""
 
     code = "store_unavailable"
+
+
+class RateLimited(PatchbayError):
+    """A rate limit is exhausted; ``retry_after`` says in how many seconds a call would pass."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
