@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jmespath
-from jmespath.exceptions import JMESPathError
+from jmespath.exceptions import ArityError, IncompleteExpressionError, JMESPathError, ParseError
 
 from patchbay.engine.patch import json_patch, merge_patch
 from patchbay.engine.pointer import array_index, render, replace_at, resolve
@@ -23,13 +23,23 @@ Operation = Callable[[Any, tuple[str, ...], dict[str, Any]], Outcome]
 def query(document: Any, path: tuple[str, ...], args: dict[str, Any]) -> Outcome:
     """JMESPath over the value at the path."""
     target = resolve(document, path)
+    expression = args["expression"]
     try:
-        compiled = jmespath.compile(args["expression"])
-        found = compiled.search(target)
+        found = jmespath.compile(expression).search(target)
     except JMESPathError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidInput(f"invalid JMESPath expression: {first}") from None
+        raise InvalidInput(f"JMESPath expression {expression!r} fails: {_reason(exc)}") from None
     return document, {"result": found}
+
+
+def _reason(exc: JMESPathError) -> str:
+    """The first line of a JMESPath error, with the column when the parser knows it."""
+    if isinstance(exc, IncompleteExpressionError):
+        return "the expression is incomplete"
+    position = getattr(exc, "lex_position", None)
+    if isinstance(exc, ParseError) and position is not None and not isinstance(exc, ArityError):
+        return f"{exc.msg} at column {position}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def get(document: Any, path: tuple[str, ...], args: dict[str, Any]) -> Outcome:
