@@ -116,8 +116,9 @@ async def test_parallel_writers_never_lose_an_update(sessionmaker: async_session
 
     async def writer(number: int) -> None:
         for step in range(each):
-            await run_local(sessionmaker, target=append, arguments={"value": f"{number}:{step}"}, limits=limits)
-            await run_local(sessionmaker, target=count, arguments={"key": f"{number}:{step}", "value": 1}, limits=limits)
+            entry = f"{number}:{step}"
+            await run_local(sessionmaker, target=append, arguments={"value": entry}, limits=limits)
+            await run_local(sessionmaker, target=count, arguments={"key": entry, "value": 1}, limits=limits)
 
     async with asyncio.timeout(90):
         await asyncio.gather(*(writer(n) for n in range(writers)))
