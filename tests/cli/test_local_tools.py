@@ -138,9 +138,8 @@ def test_exec_leaves_an_audit_record_per_call(cli: Cli, settings: Settings) -> N
     assert cli("exec", "find").exit_code == 1
 
     async def work(session: AsyncSession) -> list[tuple[object, ...]]:
-        query = select(
-            AuditRecord.channel, AuditRecord.auth_method, AuditRecord.tool_name, AuditRecord.status, AuditRecord.http_status
-        ).order_by(AuditRecord.id)
+        r = AuditRecord
+        query = select(r.channel, r.auth_method, r.tool_name, r.status, r.http_status).order_by(r.id)
         return [tuple(row) for row in (await session.execute(query)).all()]
 
     assert in_db(settings, work) == [("cli", "operator", "meta", "ok", 200), ("cli", "operator", "find", "error", 400)]
