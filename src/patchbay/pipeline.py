@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from patchbay.auth.keys import KEY_PREFIX
 from patchbay.auth.principal import Principal
@@ -93,6 +93,7 @@ class Executed:
 class Pipeline:
     """What the stages need from the process: the database, the shared store, the size limits."""
 
+    engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     store: SharedStore
     limits: Limits
@@ -165,7 +166,7 @@ async def rate_limit(store: SharedStore, caller: Caller, route: ToolRoute) -> No
 async def execute(pipeline: Pipeline, route: ToolRoute, arguments: Any, forward: Forward | None) -> Executed:
     """The local engine for a local tool, else the channel's upstream call."""
     if route.local is not None:
-        result = await run_local(pipeline.sessionmaker, target=route.local, arguments=arguments, limits=pipeline.limits)
+        result = await run_local(pipeline.engine, target=route.local, arguments=arguments, limits=pipeline.limits)
         return Executed(result, local=True)
     if forward is None:
         raise PatchbayError(f"tool '{route.exposed_name}' lives on an upstream this channel cannot reach")

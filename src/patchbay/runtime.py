@@ -55,7 +55,7 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.resources = ResourceWatcher(self.pool, self._upstream_event)
-        self.pipeline = Pipeline(self.sessionmaker, self.store, local_limits(self.settings))
+        self.pipeline = Pipeline(self.engine, self.sessionmaker, self.store, local_limits(self.settings))
 
     def visible_tools(self, principal: Principal, catalog: Catalog) -> list[JSONObject]:
         """The tool definitions a key may see, cached per catalog revision and key revision."""

@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from patchbay.engine.runner import Limits, LocalTarget, run_local
 from patchbay.errors import Conflict, InvalidInput, NotFound
 from patchbay.services.documents import create_document, replace_document
 from patchbay.services.orgs import ensure_default_org
+from patchbay.settings import Settings
+from patchbay.store.db import make_engine
 from patchbay.store.models import Document
 
 pytestmark = pytest.mark.anyio
@@ -38,11 +40,13 @@ def _tool(doc_id: str, path: str, kind: str) -> LocalTarget:
     return LocalTarget(tool_id="t", document_id=doc_id, path=path, kind=kind)
 
 
-async def test_each_kind_reads_or_writes_the_value_at_its_path(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def test_each_kind_reads_or_writes_the_value_at_its_path(
+    sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
     doc_id = await _document(sessionmaker, {"items": [{"n": 1}], "meta": {"a": 1}})
 
     async def run(path: str, kind: str, args: dict[str, Any]) -> dict[str, Any]:
-        return await run_local(sessionmaker, target=_tool(doc_id, path, kind), arguments=args, limits=LIMITS)
+        return await run_local(engine, target=_tool(doc_id, path, kind), arguments=args, limits=LIMITS)
 
     assert await run("/items", "query", {"expression": "[].n"}) == {"result": [1], "version": 1}
     assert await run("/meta", "get", {}) == {"value": {"a": 1}, "version": 1}
@@ -80,6 +84,7 @@ async def test_each_kind_reads_or_writes_the_value_at_its_path(sessionmaker: asy
 )
 async def test_bad_calls_fail_clearly_and_write_nothing(
     sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
     path: str,
     kind: str,
     args: dict[str, Any],
@@ -89,12 +94,12 @@ async def test_bad_calls_fail_clearly_and_write_nothing(
     before = {"items": [{"n": 1}], "meta": {"a": 1}}
     doc_id = await _document(sessionmaker, before)
     with pytest.raises(error, match=message):
-        await run_local(sessionmaker, target=_tool(doc_id, path, kind), arguments=args, limits=LIMITS)
+        await run_local(engine, target=_tool(doc_id, path, kind), arguments=args, limits=LIMITS)
     assert await _stored(sessionmaker, doc_id) == (before, 1)
 
 
 async def test_a_path_that_disappears_when_the_document_is_replaced_is_a_clear_error(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
 ) -> None:
     doc_id = await _document(sessionmaker, {"meta": {"a": 1}})
     async with sessionmaker() as session:
@@ -104,26 +109,36 @@ async def test_a_path_that_disappears_when_the_document_is_replaced_is_a_clear_e
         )
         await session.commit()
     with pytest.raises(NotFound, match="document shop \\(version 2\\): /meta does not exist"):
-        await run_local(sessionmaker, target=_tool(doc_id, "/meta", "update"), arguments={"merge": {}}, limits=LIMITS)
+        await run_local(engine, target=_tool(doc_id, "/meta", "update"), arguments={"merge": {}}, limits=LIMITS)
 
 
-async def test_parallel_writers_never_lose_an_update(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def test_parallel_writers_never_lose_an_update(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Writers on separate engines (as separate gateway replicas would be) race in the database itself."""
     doc_id = await _document(sessionmaker, {"log": [], "counter": {}})
-    writers, each = 12, 5
+    replicas, writers, each = 4, 3, 5
+    engines = [make_engine(settings.effective_database_url) for _ in range(replicas)]
     append = _tool(doc_id, "/log", "create")
     count = _tool(doc_id, "/counter", "create")
     limits = Limits(max_input_bytes=2000, max_document_bytes=1_000_000, max_result_bytes=1_000_000)
 
-    async def writer(number: int) -> None:
+    async def writer(engine: AsyncEngine, name: str) -> None:
         for step in range(each):
-            entry = f"{number}:{step}"
-            await run_local(sessionmaker, target=append, arguments={"value": entry}, limits=limits)
-            await run_local(sessionmaker, target=count, arguments={"key": entry, "value": 1}, limits=limits)
+            entry = f"{name}:{step}"
+            await run_local(engine, target=append, arguments={"value": entry}, limits=limits)
+            await run_local(engine, target=count, arguments={"key": entry, "value": 1}, limits=limits)
 
-    async with asyncio.timeout(90):
-        await asyncio.gather(*(writer(n) for n in range(writers)))
+    try:
+        async with asyncio.timeout(90):
+            await asyncio.gather(
+                *(writer(engine, f"{r}.{w}") for r, engine in enumerate(engines) for w in range(writers))
+            )
+    finally:
+        for engine in engines:
+            await engine.dispose()
     value, version = await _stored(sessionmaker, doc_id)
-    expected = {f"{n}:{s}" for n in range(writers) for s in range(each)}
+    expected = {f"{r}.{w}:{s}" for r in range(replicas) for w in range(writers) for s in range(each)}
     assert sorted(value["log"]) == sorted(expected)
     assert set(value["counter"]) == expected
-    assert version == 1 + 2 * writers * each
+    assert version == 1 + 2 * len(expected)

@@ -53,8 +53,9 @@ def register(app: typer.Typer) -> None:
         """Execute a tool and print its result as JSON; a refused or failed call exits 1 with the reason."""
 
         async def work(env: Env) -> Executed:
+            assert env.engine is not None  # run() always provides it
             store = make_store(env.settings)
-            pipeline = Pipeline(env.sessionmaker, store, local_limits(env.settings))
+            pipeline = Pipeline(env.engine, env.sessionmaker, store, local_limits(env.settings))
             try:
                 caller: Caller
                 if key is not None:

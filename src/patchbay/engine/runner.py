@@ -10,13 +10,17 @@ failing operation raises before anything is written.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from jsonschema.exceptions import best_match
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from patchbay.engine.operations import OPERATIONS, Operation, Outcome
 from patchbay.engine.pointer import parse
@@ -25,6 +29,9 @@ from patchbay.errors import Conflict, InvalidInput, NotFound, PatchbayError
 from patchbay.store.models import Document, utcnow
 
 _MAX_ATTEMPTS = 50
+# One lock per (engine, document) being written in this process; a lock nobody holds or waits for goes
+# away. Per engine, because an engine stands for a replica: two engines must still meet in the database.
+_LOCKS: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,45 +80,65 @@ def check_document_size(size: int, limits: Limits, *, name: str) -> None:
         raise InvalidInput(f"document {name} would be {size} bytes, more than the limit of {limits.max_document_bytes}")
 
 
-async def run_local(
-    sessionmaker: async_sessionmaker[AsyncSession], *, target: LocalTarget, arguments: Any, limits: Limits
-) -> dict[str, Any]:
+async def run_local(engine: AsyncEngine, *, target: LocalTarget, arguments: Any, limits: Limits) -> dict[str, Any]:
     """Execute one call; the result always carries the document ``version`` it saw or wrote."""
     args = check_arguments(target.kind, arguments, limits)
     path = parse(target.path)
     operation = OPERATIONS[target.kind]
     if target.kind in READ_KINDS:
-        async with sessionmaker() as session:
-            name, value, version = await _load(session, target, lock=False)
+        async with engine.connect() as conn:
+            name, value, version = await _load(conn, target, lock=False)
         _, result = _operate(operation, value, path, args, name=name, version=version)
         return _finish(result, version, limits)
+    # Writers of one document in this process take turns: they would only make each other retry.
+    async with _document_lock(engine, target.document_id):
+        return await _write(engine, target, path, operation, args, limits)
+
+
+async def _write(
+    engine: AsyncEngine,
+    target: LocalTarget,
+    path: tuple[str, ...],
+    operation: Operation,
+    args: dict[str, Any],
+    limits: Limits,
+) -> dict[str, Any]:
     expected = args.get("version")
     for _ in range(_MAX_ATTEMPTS):
-        async with sessionmaker() as session:
-            name, value, version = await _load(session, target, lock=True)
+        async with engine.begin() as conn:
+            name, value, version = await _load(conn, target, lock=True)
             if expected is not None and expected != version:
                 raise Conflict(f"document {name} changed: it is at version {version}, not {expected}")
             new_value, result = _operate(operation, value, path, args, name=name, version=version)
             size = json_size(new_value)
             check_document_size(size, limits, name=name)
-            stored = await session.execute(
+            stored = await conn.execute(
                 update(Document)
                 .where(Document.id == target.document_id, Document.version == version)
                 .values(value=new_value, version=version + 1, size_bytes=size, updated_at=utcnow())
-                .execution_options(synchronize_session=False)
             )
-            if stored.rowcount == 1:  # type: ignore[attr-defined]
-                await session.commit()
+            if stored.rowcount == 1:
                 return _finish(result, version + 1, limits)
-            await session.rollback()
+            # Another process wrote in between: leaving the block rolls nothing back (nothing was
+            # written) and the next attempt starts from a fresh read.
     raise Conflict("the document kept changing while this call ran; try again")
 
 
-async def _load(session: AsyncSession, target: LocalTarget, *, lock: bool) -> tuple[str, Any, int]:
+@contextlib.asynccontextmanager
+async def _document_lock(engine: AsyncEngine, document_id: str) -> AsyncIterator[None]:
+    key = (id(engine), document_id)
+    lock = _LOCKS.get(key)
+    if lock is None:
+        lock = _LOCKS[key] = asyncio.Lock()
+    async with lock:
+        yield
+
+
+async def _load(conn: AsyncConnection, target: LocalTarget, *, lock: bool) -> tuple[str, Any, int]:
     query = select(Document.name, Document.value, Document.version).where(Document.id == target.document_id)
     if lock:
         query = query.with_for_update()
-    row = (await session.execute(query)).first()
+    row = (await conn.execute(query)).first()
     if row is None:
         raise NotFound("the tool's document no longer exists")
     return row[0], row[1], row[2]
