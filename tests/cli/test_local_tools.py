@@ -143,3 +143,16 @@ def test_exec_leaves_an_audit_record_per_call(cli: Cli, settings: Settings) -> N
         return [tuple(row) for row in (await session.execute(query)).all()]
 
     assert in_db(settings, work) == [("cli", "operator", "meta", "ok", 200), ("cli", "operator", "find", "error", 400)]
+
+
+@pytest.mark.usefixtures("shop")
+def test_an_api_key_rate_limit_refuses_the_call_over_it(cli: Cli) -> None:
+    redis = {"PATCHBAY_REDIS_URL": require_redis()}
+    assert cli("server", "create", "docs").exit_code == 0
+    assert cli("tool", "attach", "meta", "--server", "docs").exit_code == 0
+    assert cli("user", "create", "ann@example.com").exit_code == 0
+    made = cli("key", "create", "--server", "docs", "--user", "ann@example.com", "--rate-limit", "1")
+    key = made.stdout.strip().splitlines()[-1]
+    assert cli("exec", "meta", "--key", key, env=redis).exit_code == 0
+    refused = cli("exec", "meta", "--key", key, env=redis)
+    assert f"key {key[:12]} is over its rate limit of 1 calls per minute" in one_error_line(refused)

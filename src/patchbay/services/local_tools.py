@@ -132,7 +132,11 @@ async def find_tool(session: AsyncSession, *, org_id: str, name: str) -> Tool:
             .outerjoin(ServerTemplate, ServerTemplate.id == Tool.template_id)
             .where(
                 Tool.id == wanted,
-                (LocalTool.org_id == org_id) | (ServerTemplate.org_id == org_id) | ServerTemplate.org_id.is_(None),
+                # An outer join leaves the template's columns null for a local tool: only a real
+                # global template (id set, org null) may match on "no org".
+                (LocalTool.org_id == org_id)
+                | (ServerTemplate.org_id == org_id)
+                | (ServerTemplate.id.is_not(None) & ServerTemplate.org_id.is_(None)),
             )
         )
     if tool is None and SEPARATOR in wanted:
