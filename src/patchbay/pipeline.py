@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from patchbay.auth.keys import KEY_PREFIX
+from patchbay.auth.keys import KEY_PREFIX, TOOL_KEY_PREFIX
 from patchbay.auth.principal import Principal
 from patchbay.auth.resolver import KeyResolver
 from patchbay.auth.tool_keys import ToolKeyGrant, verify_tool_key
@@ -104,7 +104,7 @@ class Pipeline:
 
 async def authenticate(pipeline: Pipeline, *, credential: str, resolver: KeyResolver, secret: bytes) -> Caller:
     """A tool key (``tk_``) or an API key (``pb_``) as a caller; Unauthenticated says why not."""
-    if credential.startswith("tk_"):
+    if credential.startswith(TOOL_KEY_PREFIX):
         async with pipeline.sessionmaker() as session:
             grant = await verify_tool_key(session, raw_key=credential, secret=secret)
             await session.commit()
@@ -139,14 +139,13 @@ def authorize(caller: Caller, route: ToolRoute) -> None:
 
 async def rate_limit(store: SharedStore, caller: Caller, route: ToolRoute) -> None:
     """Take a token from the key's bucket and from the tool's; RateLimited says how long to wait."""
-    key_limit = None if isinstance(caller, Operator) else caller.rate_limit
-    if key_limit is not None and not isinstance(caller, Operator):
-        key_id = caller.key_id
+    if not isinstance(caller, Operator) and caller.rate_limit is not None:
+        limit = caller.rate_limit
         prefix = caller.key_prefix if isinstance(caller, Principal) else caller.prefix
-        wait = await store.take_token(f"rl:key:{key_id}", rate=key_limit / 60.0, capacity=float(key_limit))
+        wait = await store.take_token(f"rl:key:{caller.key_id}", rate=limit / 60.0, capacity=float(limit))
         if wait > 0:
             raise RateLimited(
-                f"key {prefix} is over its rate limit of {key_limit} calls per minute; retry in {wait:.1f} s",
+                f"key {prefix} is over its rate limit of {limit} calls per minute; retry in {wait:.1f} s",
                 retry_after=wait,
             )
     if route.rate_limit is not None:

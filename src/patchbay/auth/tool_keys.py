@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from patchbay.auth.keys import hash_key, looks_like_key
+from patchbay.auth.keys import TOOL_KEY_PREFIX, hash_key, looks_like_key
 from patchbay.errors import Unauthenticated
 from patchbay.store.models import ToolAccessKey
 
@@ -27,7 +27,7 @@ class ToolKeyGrant:
 
 async def verify_tool_key(session: AsyncSession, *, raw_key: str, secret: bytes) -> ToolKeyGrant:
     """The grant of ``raw_key`` (its last use is stamped); Unauthenticated says why not."""
-    if not looks_like_key(raw_key, kind="tk_"):
+    if not looks_like_key(raw_key, kind=TOOL_KEY_PREFIX):
         raise Unauthenticated("malformed tool key")
     key = await session.scalar(select(ToolAccessKey).where(ToolAccessKey.secret_hash == hash_key(raw_key, secret)))
     if key is None:

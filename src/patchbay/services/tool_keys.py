@@ -14,13 +14,12 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from patchbay.auth.keys import generate_key, looks_like_key, redact
+from patchbay.auth.keys import TOOL_KEY_PREFIX, generate_key, looks_like_key, redact
 from patchbay.errors import Conflict, InvalidInput, NotFound
 from patchbay.services.local_tools import check_rate_limit
 from patchbay.store.changes import announce_change
 from patchbay.store.models import Tool, ToolAccessKey, utcnow
 
-TOOL_KEY_PREFIX: Final = "tk_"
 SCOPES: Final = ("execute", "read", "admin")
 _PREFIX_ATTEMPTS = 5
 
