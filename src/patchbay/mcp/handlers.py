@@ -213,6 +213,8 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
         data = {"tool": name, "retryAfter": max(1, math.ceil(exc.retry_after))}
         raise RpcError(RATE_LIMITED, str(exc), data) from None
     except PatchbayError as exc:
+        if route.local is None:
+            raise  # e.g. the shared store went away mid-call: the endpoint answers 503
         # A local tool's own failure (bad arguments, missing path, conflict) is a tool result the model can read.
         return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
     if not done.local:
