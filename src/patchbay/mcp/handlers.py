@@ -16,7 +16,14 @@ from typing import Any
 
 import orjson
 
-from patchbay.errors import Forbidden, PatchbayError, RateLimited, UpstreamError, UpstreamTimeout
+from patchbay.errors import (
+    Forbidden,
+    PatchbayError,
+    RateLimited,
+    StoreUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.context import RequestContext
 from patchbay.mcp.param_headers import mismatch
@@ -212,9 +219,11 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
     except RateLimited as exc:
         data = {"tool": name, "retryAfter": max(1, math.ceil(exc.retry_after))}
         raise RpcError(RATE_LIMITED, str(exc), data) from None
+    except StoreUnavailable:
+        raise  # the endpoint answers 503: a backing service, not the tool, failed
     except PatchbayError as exc:
         if route.local is None:
-            raise  # e.g. the shared store went away mid-call: the endpoint answers 503
+            raise
         # A local tool's own failure (bad arguments, missing path, conflict) is a tool result the model can read.
         return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
     if not done.local:
