@@ -15,7 +15,7 @@ import typer
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from typer.core import TyperGroup
 
-from patchbay.cli import db, docs, execute, keys, serve, servers, toolkeys, tools, upstreams, users
+from patchbay.cli import db, docs, execute, keys, logs, serve, servers, toolkeys, tools, upstreams, users
 from patchbay.cli.runtime import CliState
 from patchbay.errors import PatchbayError
 
@@ -105,6 +105,7 @@ app.add_typer(toolkeys.app, name="toolkey")
 app.add_typer(docs.app, name="doc")
 execute.register(app)
 app.add_typer(db.app, name="db")
+app.add_typer(logs.app, name="logs")
 
 
 def main() -> None:
