@@ -46,6 +46,10 @@ class StoreUnavailable(PatchbayError):
 
 
 class RateLimited(PatchbayError):
-    """Too many attempts in a window (logins, for now)."""
+    """A rate limit is exhausted (calls, logins); ``retry_after`` says in how many seconds to try again."""
 
     code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

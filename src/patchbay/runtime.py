@@ -20,10 +20,12 @@ from patchbay.audit.tracing import Tracing, make_tracing
 from patchbay.audit.writer import AuditWriter
 from patchbay.auth.principal import Principal
 from patchbay.auth.resolver import KeyResolver
+from patchbay.engine.runner import Limits
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.relay import ContinuationRelay
 from patchbay.mcp.resource_watch import ResourceWatcher
 from patchbay.mcp.session import SessionStore, server_events_channel
+from patchbay.pipeline import Pipeline
 from patchbay.policy.tools import visible
 from patchbay.routing.catalog import Catalog, CatalogCache
 from patchbay.routing.upstream.pool import UpstreamPool
@@ -61,6 +63,7 @@ class Gateway:
     node_id: str = field(default_factory=lambda: secrets.token_hex(6))
     relay: ContinuationRelay = field(init=False)
     resources: ResourceWatcher = field(init=False)
+    pipeline: Pipeline = field(init=False)
     _tool_lists: OrderedDict[tuple[str, int, str, int], list[JSONObject]] = field(default_factory=OrderedDict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     metrics: CallMetrics = field(default_factory=CallMetrics)
@@ -71,6 +74,7 @@ class Gateway:
     def __post_init__(self) -> None:
         self.resources = ResourceWatcher(self.pool, self._upstream_event)
         self.relay = ContinuationRelay(self.store, self.node_id, self.continuations)
+        self.pipeline = Pipeline(self.engine, self.sessionmaker, self.store, local_limits(self.settings))
 
     def visible_tools(self, principal: Principal, catalog: Catalog) -> list[JSONObject]:
         """The tool definitions a key may see, cached per catalog revision and key revision."""
@@ -143,6 +147,15 @@ class Gateway:
         await self.store.aclose()
         await self.watcher.aclose()
         await self.engine.dispose()
+
+
+def local_limits(settings: Settings) -> Limits:
+    """The local engine's size limits from the settings."""
+    return Limits(
+        max_input_bytes=settings.max_tool_input_bytes,
+        max_document_bytes=settings.max_document_bytes,
+        max_result_bytes=settings.max_tool_result_bytes,
+    )
 
 
 def build_gateway(settings: Settings) -> Gateway:

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     stdio_max_processes: int = 64
     stdio_idle_seconds: float = 600.0
 
+    # Local tools: bytes of compact JSON.
+    max_document_bytes: int = 1024 * 1024
+    max_tool_input_bytes: int = 64 * 1024
+    max_tool_result_bytes: int = 1024 * 1024
+
     # Legacy (2025-11-25) sessions.
     session_ttl_seconds: int = 3600
 

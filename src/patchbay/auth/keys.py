@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 
 KEY_PREFIX = "pb_"
+TOOL_KEY_PREFIX = "tk_"  # tool access keys: one tool, scopes execute / read / admin
 _PREFIX_LEN = 12  # "pb_" + 9 visible characters identify a key in lists and logs
 
 

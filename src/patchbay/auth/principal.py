@@ -26,3 +26,4 @@ class Principal:
     all_tools: bool
     grants: Mapping[str, ToolGrant]  # tool id -> grant; empty when all_tools
     auth_method: str = "api_key"
+    rate_limit: int | None = None  # the key's calls per minute; None: unlimited

@@ -38,6 +38,7 @@ _KEY_QUERY = (
         ApiKey.revoked_at,
         Server.revision,
         Server.status,
+        ApiKey.rate_limit,
     )
     .join(Server, Server.id == ApiKey.server_id)
     .where(ApiKey.secret_hash == bindparam("h"))
@@ -89,7 +90,7 @@ class KeyResolver:
             row = (await session.execute(_KEY_QUERY, {"h": digest})).first()
             if row is None:
                 raise Unauthenticated("unknown API key")
-            (key_id, prefix, key_rev, org_id, server_id, user_id, all_tools, expires, revoked, srv_rev, _) = row
+            (key_id, prefix, key_rev, org_id, server_id, user_id, all_tools, expires, revoked, srv_rev, _, limit) = row
             if revoked is not None:
                 raise Unauthenticated(f"API key {prefix} was revoked")
             expires = _aware(expires) if expires is not None else None
@@ -112,6 +113,7 @@ class KeyResolver:
             user_id=user_id,
             all_tools=all_tools,
             grants=grants,
+            rate_limit=limit,
         )
         return principal, expires
 

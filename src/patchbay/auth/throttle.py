@@ -24,7 +24,9 @@ class LoginThrottle:
         """RateLimited when the email has failed too often in the window."""
         raw = await self._store.get(_key(email))
         if raw is not None and int(raw) >= MAX_FAILURES:
-            raise RateLimited("too many failed logins for this email; try again in 15 minutes")
+            raise RateLimited(
+                "too many failed logins for this email; try again in 15 minutes", retry_after=WINDOW_SECONDS
+            )
 
     async def failed(self, email: str) -> None:
         """Count one failure (the window starts at the first)."""

@@ -59,6 +59,7 @@ def create(
         list[str] | None, typer.Option("--allow", help="TOOL[:r|:rw], by exposed name; repeatable.")
     ] = None,
     expires_in: Annotated[str | None, typer.Option("--expires-in", help="e.g. 30d, 12h, 15m.")] = None,
+    rate_limit: Annotated[int | None, typer.Option("--rate-limit", help="Tool calls per minute.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a key; without --allow it may use every tool of its server."""
@@ -78,6 +79,7 @@ def create(
                 allow=grants,
                 expires_in=lifetime,
                 secret=env.secret,
+                rate_limit=rate_limit,
             )
             tools = None if grants is None else dict(grants)
             return KeySummary(key=key, server=target.slug, user=owner.email, state="active", tools=tools), secret

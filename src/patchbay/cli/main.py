@@ -15,7 +15,21 @@ import typer
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from typer.core import TyperGroup
 
-from patchbay.cli import db, keys, logs, remote, secrets, serve, servers, tools, upstreams, users
+from patchbay.cli import (
+    db,
+    docs,
+    execute,
+    keys,
+    logs,
+    remote,
+    secrets,
+    serve,
+    servers,
+    toolkeys,
+    tools,
+    upstreams,
+    users,
+)
 from patchbay.cli.runtime import CliState
 from patchbay.errors import PatchbayError
 
@@ -102,6 +116,9 @@ app.add_typer(upstreams.app, name="upstream")
 app.add_typer(servers.app, name="server")
 app.add_typer(keys.app, name="key")
 app.add_typer(tools.app, name="tool")
+app.add_typer(toolkeys.app, name="toolkey")
+app.add_typer(docs.app, name="doc")
+execute.register(app)
 app.add_typer(db.app, name="db")
 app.add_typer(logs.app, name="logs")
 app.add_typer(secrets.app, name="secrets")

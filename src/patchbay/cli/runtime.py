@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from patchbay.errors import InvalidInput
 from patchbay.services.orgs import get_org
@@ -58,6 +58,7 @@ class Env:
     secret: bytes
     sessionmaker: async_sessionmaker[AsyncSession]
     org_slug: str
+    engine: AsyncEngine | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -90,7 +91,13 @@ def run(ctx: typer.Context, work: Callable[[Env], Awaitable[T]]) -> T:
     async def main() -> T:
         engine = make_engine(url)
         try:
-            env = Env(settings=settings, secret=secret, sessionmaker=make_sessionmaker(engine), org_slug=state.org)
+            env = Env(
+                settings=settings,
+                secret=secret,
+                sessionmaker=make_sessionmaker(engine),
+                org_slug=state.org,
+                engine=engine,
+            )
             return await work(env)
         finally:
             await engine.dispose()

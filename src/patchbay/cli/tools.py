@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from patchbay.cli.output import emit_json
 from patchbay.cli.runtime import Env, run
 from patchbay.cli.servers import tool_json, tool_table
+from patchbay.errors import NotFound
+from patchbay.services.local_tools import (
+    LocalToolInfo,
+    attach_tool,
+    create_local_tool,
+    delete_local_tool,
+    detach_tool,
+    find_tool,
+    list_local_tools,
+)
 from patchbay.services.servers import get_server
 from patchbay.services.tools import ToolRow, list_tools
 
@@ -21,7 +31,7 @@ def list_(
     server: Annotated[str | None, typer.Option("--server", help="Only this server's tools.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """A server's tools, or every upstream tool of the organization (by default name)."""
+    """A server's tools, or every tool of the organization (upstream tools by default name, local tools)."""
 
     async def work(env: Env) -> list[ToolRow]:
         async with env.transaction() as session:
@@ -34,3 +44,136 @@ def list_(
         emit_json([tool_json(r) for r in rows])
         return
     tool_table(rows, empty="no tools" if server else "no tools yet; add an upstream first")
+
+
+def local_json(tool: LocalToolInfo) -> dict[str, Any]:
+    """A local tool as JSON."""
+    return {
+        "id": tool.tool_id,
+        "name": tool.name,
+        "document": tool.document,
+        "path": tool.path,
+        "type": tool.kind,
+        "description": tool.description,
+        "read_only": tool.read_only,
+        "rate_limit": tool.rate_limit,
+        "input_schema": tool.input_schema,
+        "servers": list(tool.servers),
+    }
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Tool name (as MCP clients will see it).")],
+    doc: Annotated[str, typer.Option("--doc", help="The document the tool works on.")],
+    path: Annotated[str, typer.Option("--path", help="RFC 6901 JSON pointer into the document ('' = all).")],
+    kind: Annotated[str, typer.Option("--type", help="query, get, create, update or delete.")],
+    description: Annotated[str | None, typer.Option("--description", help="What the tool is for.")] = None,
+    rate_limit: Annotated[int | None, typer.Option("--rate-limit", help="Calls per minute, all callers.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Create a local tool over a document; attach it to servers with 'tool attach'."""
+
+    async def work(env: Env) -> LocalToolInfo:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            tool = await create_local_tool(
+                session,
+                org_id=org.id,
+                name=name,
+                document=doc,
+                path=path,
+                kind=kind.strip().lower(),
+                description=description,
+                rate_limit=rate_limit,
+            )
+            return next(t for t in await list_local_tools(session, org_id=org.id) if t.tool_id == tool.id)
+
+    created = run(ctx, work)
+    if as_json:
+        emit_json(local_json(created))
+    else:
+        access = "read-only" if created.read_only else "read-write"
+        where = f"{created.document} at {created.path or '/'}"
+        typer.echo(f"created {created.kind} tool {created.name} on {where} ({access})")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Local tool name.")],
+) -> None:
+    """A local tool as JSON: document, path, type, input schema, servers."""
+
+    async def work(env: Env) -> LocalToolInfo:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            for tool in await list_local_tools(session, org_id=org.id):
+                if tool.name == name.strip() or tool.tool_id == name.strip():
+                    return tool
+            raise NotFound(f"local tool {name.strip()!r} does not exist")
+
+    emit_json(local_json(run(ctx, work)))
+
+
+@app.command("attach")
+def attach(
+    ctx: typer.Context,
+    tool: Annotated[str, typer.Argument(help="A local tool name, a tool id, or an upstream tool as slug__tool.")],
+    server: Annotated[str, typer.Option("--server", help="The server to attach it to.")],
+    as_name: Annotated[str | None, typer.Option("--name", help="The name the server exposes it under.")] = None,
+    description: Annotated[str | None, typer.Option("--description", help="Override the description.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Attach a tool to a server; connected clients see it at once."""
+
+    async def work(env: Env) -> ToolRow:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            target = await get_server(session, org_id=org.id, name_or_slug=server)
+            found = await find_tool(session, org_id=org.id, name=tool)
+            return await attach_tool(
+                session, server=target, tool=found, override_name=as_name, override_description=description
+            )
+
+    row = run(ctx, work)
+    if as_json:
+        emit_json(tool_json(row))
+    else:
+        typer.echo(f"attached {row.upstream_name} to server {row.server} as {row.name}")
+
+
+@app.command("detach")
+def detach(
+    ctx: typer.Context,
+    tool: Annotated[str, typer.Argument(help="A local tool name, a tool id, or slug__tool.")],
+    server: Annotated[str, typer.Option("--server", help="The server to take it off.")],
+) -> None:
+    """Take a tool off a server; connected clients stop seeing it at once."""
+
+    async def work(env: Env) -> str:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            target = await get_server(session, org_id=org.id, name_or_slug=server)
+            found = await find_tool(session, org_id=org.id, name=tool)
+            await detach_tool(session, server=target, tool=found)
+            return target.slug
+
+    typer.echo(f"detached {tool} from server {run(ctx, work)}")
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Local tool name.")],
+) -> None:
+    """Delete a local tool with its keys; servers that had it drop it at once."""
+
+    async def work(env: Env) -> None:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            await delete_local_tool(session, org_id=org.id, name=name)
+
+    run(ctx, work)
+    typer.echo(f"deleted tool {name}")

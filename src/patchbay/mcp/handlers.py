@@ -10,12 +10,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
-from patchbay.errors import UpstreamError, UpstreamTimeout
+from patchbay.errors import (
+    Forbidden,
+    PatchbayError,
+    RateLimited,
+    StoreUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.context import RequestContext
 from patchbay.mcp.param_headers import mismatch
@@ -29,12 +37,13 @@ from patchbay.mcp.protocol import (
     META_PROTOCOL_VERSION,
     META_SERVER_INFO,
     MODERN_VERSIONS,
+    RATE_LIMITED,
     REQUEST_TIMEOUT,
     RESOURCE_NOT_FOUND,
     SERVER_INFO,
     RpcError,
 )
-from patchbay.policy.tools import decide
+from patchbay.pipeline import CallRecord, Forward, call_tool
 from patchbay.routing.catalog import Upstream
 
 logger = logging.getLogger(__name__)
@@ -180,17 +189,51 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
     if route is None:
         raise RpcError(INVALID_PARAMS, f"Unknown tool: '{name}'", {"tool": name})
     ctx.note.tool_id = route.tool_id
-    decision = decide(ctx.principal, route)
-    if not decision.allowed:
-        ctx.note.status = "denied"
-        raise RpcError(INVALID_PARAMS, f"Tool '{name}' is not allowed: {decision.reason}", {"tool": name})
-    if route.param_marks and ctx.era == "modern":
-        problem = mismatch(route.param_marks, params.get("arguments"), ctx.headers)
-        if problem is not None:
-            raise RpcError(HEADER_MISMATCH, problem)
-    call = upstream_params(ctx, params)
-    call["name"] = route.upstream_name
-    return await forward(ctx, route.upstream, "tools/call", call)
+    upstream = route.upstream
+    forward_call: Forward | None = None
+    if upstream is not None:
+
+        async def forward_call() -> JSONObject:
+            if route.param_marks and ctx.era == "modern":
+                problem = mismatch(route.param_marks, params.get("arguments"), ctx.headers)
+                if problem is not None:
+                    raise RpcError(HEADER_MISMATCH, problem)
+            call = upstream_params(ctx, params)
+            call["name"] = route.upstream_name
+            return await forward(ctx, upstream, "tools/call", call)
+
+    note = ctx.note
+
+    def audit(record: CallRecord) -> None:
+        if record.status != "ok":
+            note.status = record.status
+
+    try:
+        done = await call_tool(
+            ctx.gateway.pipeline,
+            channel="mcp",
+            caller=ctx.principal,
+            route=route,
+            arguments=params.get("arguments", {}),
+            audit=audit,
+            forward=forward_call,
+        )
+    except Forbidden as exc:
+        raise RpcError(INVALID_PARAMS, f"Tool '{name}' is not allowed: {exc}", {"tool": name}) from None
+    except RateLimited as exc:
+        data = {"tool": name, "retryAfter": max(1, math.ceil(exc.retry_after))}
+        raise RpcError(RATE_LIMITED, str(exc), data) from None
+    except StoreUnavailable:
+        raise  # the endpoint answers 503: a backing service, not the tool, failed
+    except PatchbayError as exc:
+        if route.local is None:
+            raise
+        # A local tool's own failure (bad arguments, missing path, conflict) is a tool result the model can read.
+        return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
+    if not done.local:
+        return done.value
+    text = orjson.dumps(done.value).decode()
+    return {"content": [{"type": "text", "text": text}], "structuredContent": done.value, "isError": False}
 
 
 def _rename_prompt(ctx: RequestContext) -> Callable[[Upstream, JSONObject], JSONObject]:

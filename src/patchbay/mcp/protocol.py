@@ -32,6 +32,8 @@ MISSING_CLIENT_CAPABILITY: Final = -32021
 LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
 RESOURCE_NOT_FOUND: Final = -32002
+# Implementation-defined (the spec has no code for it): a rate limit refused the call; data.retryAfter in seconds.
+RATE_LIMITED: Final = -32029
 
 # Name-bearing methods mirror one param into the Mcp-Name header (2026-07-28).
 NAME_PARAM: Final[dict[str, str]] = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}

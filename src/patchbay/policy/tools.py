@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from patchbay.auth.principal import Principal
-from patchbay.routing.catalog import ToolRoute
+
+
+class ToolFacts(Protocol):
+    """What a decision needs to know about a tool (a catalog ``ToolRoute`` has it)."""
+
+    @property
+    def tool_id(self) -> str: ...
+
+    @property
+    def exposed_name(self) -> str: ...
+
+    @property
+    def read_only(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +30,7 @@ class Decision:
 ALLOW = Decision(True)
 
 
-def decide(principal: Principal, route: ToolRoute) -> Decision:
+def decide(principal: Principal, route: ToolFacts) -> Decision:
     """A key with no allow-list may use every tool; ``r`` covers read-only tools, ``rw`` all."""
     if principal.all_tools:
         return ALLOW
@@ -32,5 +45,5 @@ def decide(principal: Principal, route: ToolRoute) -> Decision:
     )
 
 
-def visible(principal: Principal, route: ToolRoute) -> bool:
+def visible(principal: Principal, route: ToolFacts) -> bool:
     return decide(principal, route).allowed

@@ -17,13 +17,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from patchbay.engine.runner import LocalTarget
 from patchbay.errors import NotFound
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.param_headers import Annotation, header_marks
 from patchbay.routing.upstream.base import UpstreamSpec
 from patchbay.services.naming import exposed_tool_names, prefixed_name
 from patchbay.services.upstreams import upstream_spec, user_specs
-from patchbay.store.models import Server, ServerTemplateLink, ServerTool
+from patchbay.store.models import Server, ServerTemplateLink, ServerTool, Tool
 
 SEPARATOR = "__"
 
@@ -47,13 +48,17 @@ class Upstream:
 
 @dataclass(frozen=True, slots=True)
 class ToolRoute:
+    """Where a call to one exposed tool goes: an upstream, or (``local``) the local engine."""
+
     exposed_name: str
     tool_id: str
-    upstream: Upstream
+    upstream: Upstream | None
     upstream_name: str
     definition: JSONObject  # as the client sees it (exposed name, overridden description)
     read_only: bool
     param_marks: tuple[Annotation, ...] = ()  # x-mcp-header properties of the input schema
+    local: LocalTarget | None = None
+    rate_limit: int | None = None  # the tool's calls per minute, across every key and channel
 
 
 @dataclass
@@ -154,7 +159,7 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
             .where(Server.id == server_id)
             .options(
                 selectinload(Server.templates).selectinload(ServerTemplateLink.template),
-                selectinload(Server.tools).selectinload(ServerTool.tool),
+                selectinload(Server.tools).selectinload(ServerTool.tool).selectinload(Tool.local),
             )
         )
     ).scalar_one_or_none()
@@ -181,19 +186,25 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
     for st in server.tools:
         tool = st.tool
         up = upstreams.get(tool.template_id or "")
-        if not st.enabled or tool.status != "active" or up is None:
+        local = _local_target(tool)
+        if not st.enabled or tool.status != "active" or (up is None and local is None):
             continue
         exposed = names[st.id]
         tools[exposed] = ToolRoute(
             exposed_name=exposed,
             tool_id=tool.id,
-            upstream=up,
+            upstream=up if local is None else None,
             upstream_name=tool.name,
             definition=_exposed_definition(tool.definition, exposed, st.override_description),
             read_only=tool.read_only,
-            param_marks=header_marks(tool.input_schema),
+            param_marks=header_marks(tool.input_schema) if local is None else (),
+            local=local,
+            rate_limit=tool.rate_limit,
         )
     ordered = list(upstreams.values())
+    capabilities = aggregate_capabilities(ordered)
+    if any(route.local is not None for route in tools.values()):
+        capabilities.setdefault("tools", {})
     return Catalog(
         server_id=server.id,
         org_id=server.org_id,
@@ -201,10 +212,17 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
         plain_names=server.plain_names,
         upstreams=ordered,
         tools=dict(sorted(tools.items())),
-        capabilities=aggregate_capabilities(ordered),
+        capabilities=capabilities,
         instructions="\n".join(instructions) or None,
         capture_payloads=server.capture_payloads,
     )
+
+
+def _local_target(tool: Tool) -> LocalTarget | None:
+    local = tool.local
+    if local is None:
+        return None
+    return LocalTarget(tool_id=tool.id, document_id=local.document_id, path=local.path, kind=local.kind)
 
 
 def _exposed_definition(definition: Mapping[str, Any], name: str, description: str | None) -> JSONObject:

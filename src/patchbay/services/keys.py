@@ -71,6 +71,7 @@ async def create_key(
     expires_in: timedelta | None,
     secret: bytes,
     channel: security.Channel = "cli",
+    rate_limit: int | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key and its secret, which is not stored and cannot be shown again."""
     clean_name = name.strip()
@@ -82,6 +83,8 @@ async def create_key(
         raise InvalidInput(f"user {user.email} is not a member of the organization of server {server.slug!r}")
     if expires_in is not None and expires_in <= timedelta(0):
         raise InvalidInput("a key must expire in the future")
+    if rate_limit is not None and rate_limit < 1:
+        raise InvalidInput("a rate limit is a positive number of calls per minute")
     grants = await _grants(session, server=server, allow=allow) if allow is not None else None
     new_key = generate_key(secret)
     for _ in range(_PREFIX_ATTEMPTS):
@@ -100,6 +103,7 @@ async def create_key(
         scopes=[],
         all_tools=grants is None,
         expires_at=utcnow() + expires_in if expires_in is not None else None,
+        rate_limit=rate_limit,
     )
     session.add(key)
     await session.flush()

@@ -9,7 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from patchbay.services.naming import default_tool_name, exposed_tool_names
-from patchbay.store.models import Server, ServerTemplate, ServerTemplateLink, ServerTool, Tool
+from patchbay.store.models import LocalTool, Server, ServerTemplate, ServerTemplateLink, ServerTool, Tool
+
+LOCAL = "local"  # what the upstream column says for a local tool (one over a stored document)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,7 @@ async def server_tools(session: AsyncSession, *, server: Server) -> list[ToolRow
     rows = [
         ToolRow(
             name=names[st.id],
-            upstream=slugs.get(st.tool.template_id or "", ""),
+            upstream=slugs.get(st.tool.template_id, "") if st.tool.template_id else LOCAL,
             upstream_name=st.tool.name,
             status=st.tool.status,
             read_only=st.tool.read_only,
@@ -69,7 +71,8 @@ async def server_tools(session: AsyncSession, *, server: Server) -> list[ToolRow
 
 
 async def list_tools(session: AsyncSession, *, org_id: str, server: Server | None = None) -> list[ToolRow]:
-    """A server's tools, or (without one) every upstream tool the org can attach, by default name."""
+    """A server's tools, or (without one) every tool the org can attach: upstream tools by default name, then
+    local tools."""
     if server is not None:
         return await server_tools(session, server=server)
     result = await session.execute(
@@ -78,7 +81,7 @@ async def list_tools(session: AsyncSession, *, org_id: str, server: Server | Non
         .where((ServerTemplate.org_id == org_id) | ServerTemplate.org_id.is_(None))
         .order_by(ServerTemplate.slug, Tool.name)
     )
-    return [
+    rows = [
         ToolRow(
             name=default_tool_name(slug=slug, tool_name=tool.name, plain=False),
             upstream=slug,
@@ -90,3 +93,19 @@ async def list_tools(session: AsyncSession, *, org_id: str, server: Server | Non
         )
         for tool, slug in result.all()
     ]
+    local = await session.scalars(
+        select(Tool).join(LocalTool, LocalTool.tool_id == Tool.id).where(LocalTool.org_id == org_id).order_by(Tool.name)
+    )
+    rows.extend(
+        ToolRow(
+            name=tool.name,
+            upstream=LOCAL,
+            upstream_name=tool.name,
+            status=tool.status,
+            read_only=tool.read_only,
+            enabled=None,
+            tool_id=tool.id,
+        )
+        for tool in local.all()
+    )
+    return rows

@@ -28,6 +28,11 @@ class SharedStore(Protocol):
         """Atomically add one and return the new value; the TTL is set when the key is created."""
         ...
 
+    async def take_token(self, key: str, *, rate: float, capacity: float) -> float:
+        """Token bucket: take one token from ``key`` (refilled at ``rate`` per second up to
+        ``capacity``, full when new). Returns 0.0 when taken, else the seconds until one is there."""
+        ...
+
     async def publish(self, channel: str, message: bytes) -> None: ...
 
     def subscribe(self, *channels: str) -> AbstractAsyncContextManager[AsyncIterator[tuple[str, bytes]]]:

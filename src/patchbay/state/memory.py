@@ -17,6 +17,15 @@ from patchbay.errors import StoreUnavailable
 logger = logging.getLogger(__name__)
 
 
+_MAX_BUCKETS = 100_000
+
+
+def check_bucket(rate: float, capacity: float) -> None:
+    """Reject buckets that could never hand out a token."""
+    if not (rate > 0 and math.isfinite(rate) and capacity >= 1 and math.isfinite(capacity)):
+        raise ValueError(f"a token bucket needs rate > 0 and capacity >= 1, got {rate!r}, {capacity!r}")
+
+
 def check_ttl(ttl: float | None) -> None:
     """Reject TTLs that Redis would refuse too, so both stores fail the same way."""
     if ttl is not None and not (ttl > 0 and math.isfinite(ttl)):
@@ -44,6 +53,7 @@ class MemoryStore:
         # (deadline, key) entries, possibly stale; lets expired keys be purged without a scan.
         self._expiry_heap: list[tuple[float, str]] = []
         self._subscribers: set[_Subscriber] = set()
+        self._buckets: dict[str, tuple[float, float, float]] = {}  # key -> (tokens, counted at, full again at)
         self._subscriber_buffer = subscriber_buffer
         self._closed = False
 
@@ -105,6 +115,24 @@ class MemoryStore:
         self._values[key] = str(value).encode()
         return value
 
+    async def take_token(self, key: str, *, rate: float, capacity: float) -> float:
+        """Token bucket: 0.0 when a token was taken, else the seconds until one is there."""
+        check_bucket(rate, capacity)
+        self._check_open()
+        now = time.monotonic()
+        tokens, then, _full_at = self._buckets.get(key, (capacity, now, now))
+        tokens = min(capacity, tokens + (now - then) * rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / rate
+        self._buckets[key] = (tokens, now, now + (capacity - tokens) / rate)
+        if len(self._buckets) > _MAX_BUCKETS:
+            # A bucket that has refilled carries no information: dropping it bounds memory and changes no answer.
+            self._buckets = {k: v for k, v in self._buckets.items() if v[2] > now}
+        return wait
+
     # --- pub/sub ---------------------------------------------------------------------------
 
     async def publish(self, channel: str, message: bytes) -> None:
@@ -150,6 +178,7 @@ class MemoryStore:
             subscriber.send.close()
         self._subscribers.clear()
         self._values.clear()
+        self._buckets.clear()
         self._deadlines.clear()
         self._expiry_heap.clear()
 

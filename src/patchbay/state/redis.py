@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from patchbay.errors import StoreUnavailable
-from patchbay.state.memory import check_ttl
+from patchbay.state.memory import check_bucket, check_ttl
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,34 @@ if value == 1 and ARGV[1] ~= '' then
     redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
 return value
+"""
+
+
+# A token bucket in one hash {tokens, ts}, timed by the Redis server's clock so that every
+# replica draws from the same bucket at the same rate. Numbers travel as strings: a Lua
+# number returned to Redis would be truncated to an integer.
+_TAKE_TOKEN = """
+local rate = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+    tokens = capacity
+    ts = now
+end
+tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens >= 1 then
+    tokens = tokens - 1
+else
+    wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
+return tostring(wait)
 """
 
 
@@ -95,6 +123,7 @@ class RedisStore:
         self._reconnect_max = reconnect_max
         self._subscriber_buffer = subscriber_buffer
         self._incr_script = self._redis.register_script(_INCR_WITH_TTL)
+        self._bucket_script = self._redis.register_script(_TAKE_TOKEN)
         self._subscriptions: set[_Subscription] = set()
         self._closed = False
 
@@ -139,6 +168,13 @@ class RedisStore:
         except ResponseError as exc:
             raise ValueError(f"key {key!r} does not hold an integer") from exc
         return int(result)
+
+    async def take_token(self, key: str, *, rate: float, capacity: float) -> float:
+        """Token bucket shared by every replica: 0.0 when a token was taken, else seconds to wait."""
+        check_bucket(rate, capacity)
+        args = [repr(float(rate)), repr(float(capacity))]
+        result = await self._call(lambda: self._bucket_script(keys=[self._key(key)], args=args))
+        return float(result)
 
     # --- pub/sub ---------------------------------------------------------------------------
 

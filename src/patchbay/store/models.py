@@ -158,7 +158,8 @@ class EncryptionKey(Timestamped, Base):
 
 
 class Tool(Timestamped, Base):
-    """One tool with its own id; an upstream tool belongs to a template."""
+    """One tool with its own id: an upstream tool belongs to a template, a local tool to a
+    document (through its ``LocalTool`` row)."""
 
     __tablename__ = "tools"
     __table_args__ = (UniqueConstraint("template_id", "name"),)
@@ -175,12 +176,81 @@ class Tool(Timestamped, Base):
     definition_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default="active")  # active / quarantined / removed
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Calls per minute across every channel and key; None: unlimited.
+    rate_limit: Mapped[int | None] = mapped_column(Integer)
 
     template: Mapped[ServerTemplate | None] = relationship(back_populates="tools")
+    local: Mapped[LocalTool | None] = relationship(back_populates="tool", uselist=False, cascade="all, delete-orphan")
 
     @property
     def read_only(self) -> bool:
         return bool((self.annotations or {}).get("readOnlyHint", False))
+
+
+# --- documents and local tools -------------------------------------------------------------
+
+
+class Project(Timestamped, Base):
+    """A folder of documents inside an org."""
+
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("org_id", "slug"),)
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class Document(Timestamped, Base):
+    """A stored JSON value. ``version`` grows by one with every write (compare-and-swap guard)."""
+
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("org_id", "slug"),)
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(64))
+    value: Mapped[Any] = mapped_column(JSON(none_as_null=False), nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LocalTool(Timestamped, Base):
+    """What makes a ``Tool`` local: a document, an RFC 6901 pointer into it, and an operation."""
+
+    __tablename__ = "local_tools"
+    __table_args__ = (UniqueConstraint("document_id", "path", "kind"), UniqueConstraint("org_id", "name"))
+
+    tool_id: Mapped[str] = mapped_column(ForeignKey("tools.id", ondelete="CASCADE"), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    # Mirrors tools.name so that the database itself keeps local tool names unique per org.
+    name: Mapped[str] = mapped_column(String(200))
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(1000))
+    kind: Mapped[str] = mapped_column(String(10))  # query / get / create / update / delete
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    tool: Mapped[Tool] = relationship(back_populates="local")
+    document: Mapped[Document] = relationship()
+
+
+class ToolAccessKey(Timestamped, Base):
+    """A key to one tool (``tk_``), with scopes execute / read / admin. Only its keyed hash is stored."""
+
+    __tablename__ = "tool_access_keys"
+
+    tool_id: Mapped[str] = mapped_column(ForeignKey("tools.id", ondelete="CASCADE"), index=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rate_limit: Mapped[int | None] = mapped_column(Integer)
 
 
 # --- servers --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -89,6 +90,8 @@ async def _patchbay_error(_request: Request, exc: Exception) -> JSONResponse:
         logger.error("unmapped error %s: %s", type(exc).__name__, exc)
         return error_response(500, "internal", "internal error")
     headers = {"www-authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, RateLimited):
+        headers = {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
     return error_response(status, exc.code, str(exc) or exc.code, headers)
 
 

@@ -17,8 +17,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("servers") as batch:
-        batch.add_column(sa.Column("capture_payloads", sa.Boolean(), nullable=False, server_default=sa.true()))
+    # A plain ADD COLUMN: a batch rebuild of "servers" on SQLite (foreign keys on) would cascade-delete
+    # every row that references a server (server_tools, api_keys, ...).
+    op.add_column("servers", sa.Column("capture_payloads", sa.Boolean(), nullable=False, server_default=sa.true()))
     with op.batch_alter_table("audit_records") as batch:
         batch.add_column(sa.Column("detail", sa.String(length=200), nullable=True))
 
