@@ -10,7 +10,10 @@ from typing import Any
 from patchbay.store.models import new_id, utcnow
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen, unlike other stage values: a frozen dataclass sets each of these fields through
+# object.__setattr__, which doubled the cost of the one event every request builds. Nothing
+# changes an event after it is made.
+@dataclass(slots=True, kw_only=True)
 class AuditEvent:
     """One audit record before it is written; field for field the ``AuditRecord`` row."""
 
