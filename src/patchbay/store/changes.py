@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import mmap
 import os
 import sqlite3
 from typing import Any, Protocol
@@ -50,17 +51,18 @@ class SqliteWatcher:
 
     In WAL mode every commit, by any process, rewrites the header of the shared WAL index (the
     ``-shm`` file: its change counter and last frame, https://www.sqlite.org/walformat.html)
-    before the transaction becomes visible. Reading those 96 bytes costs one ``pread``; the
-    counter query costs several times more and now runs only when the header moved (mostly
-    after this process's own audit batches). The header is read before the counter, so a
-    commit between the two reads is seen again on the next call. Without a WAL index (another
-    journal mode) every call reads the counter.
+    before the transaction becomes visible. Those 96 bytes are read from a read-only mapping of
+    the file, without a system call; the counter query (which takes file locks) runs only when
+    the header moved, mostly after this process's own audit batches. The header is read before
+    the counter, so a commit between the two reads is seen again on the next call. SQLite only
+    truncates the index when no connection has it open, and ours keeps it open for as long as
+    the mapping lives. Without a WAL index (another journal mode) every call reads the counter.
     """
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
-        self._shm: int | None = None
+        self._shm: mmap.mmap | None = None
         self._header = b""
         self._value = -1
         self._blind = -1
@@ -70,19 +72,21 @@ class SqliteWatcher:
         with contextlib.suppress(sqlite3.Error, OSError):
             mode = self._conn.execute("PRAGMA journal_mode").fetchone()
             if mode is not None and str(mode[0]).lower() == "wal":
-                self._read_counter()  # opens (and maps) the WAL index of this connection
-                self._shm = os.open(self._path + "-shm", os.O_RDONLY)
+                self._read_counter()  # opens the WAL index, and holds it open, for this connection
+                fd = os.open(self._path + "-shm", os.O_RDONLY)
+                try:
+                    if os.fstat(fd).st_size >= _WAL_HEADER_SIZE:
+                        self._shm = mmap.mmap(fd, _WAL_HEADER_SIZE, access=mmap.ACCESS_READ)
+                finally:
+                    os.close(fd)
 
     def generation(self) -> int:
         if self._conn is None:
             return -1
         header = b""
         if self._shm is not None:
-            try:
-                header = os.pread(self._shm, _WAL_HEADER_SIZE, 0)
-            except OSError:
-                header = b""
-            if len(header) == _WAL_HEADER_SIZE and header == self._header:
+            header = self._shm[:_WAL_HEADER_SIZE]
+            if header == self._header:
                 return self._value
         try:
             value = self._read_counter()
@@ -100,7 +104,7 @@ class SqliteWatcher:
 
     async def aclose(self) -> None:
         if self._shm is not None:
-            os.close(self._shm)
+            self._shm.close()
             self._shm = None
         if self._conn is not None:
             self._conn.close()
