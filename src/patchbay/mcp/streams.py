@@ -18,18 +18,13 @@ from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.exchange import Outcome
 from patchbay.mcp.protocol import META_SUBSCRIPTION_ID
 from patchbay.mcp.session import LegacySession, server_events_channel
-from patchbay.web.asgi import SSE_HEADERS, sse_event
+from patchbay.web.asgi import SSE_HEADERS, sse_event, until_disconnect
 
 if TYPE_CHECKING:
     from patchbay.mcp.context import RequestContext
     from patchbay.runtime import Gateway
 
 KEEPALIVE_SECONDS = 15.0
-
-
-async def _until_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 Accept = Callable[[bytes], Awaitable[bool]]
@@ -53,7 +48,7 @@ async def _pump(
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         if not first:
             await send({"type": "http.response.body", "body": b": open\n\n", "more_body": True})
-        gone = asyncio.ensure_future(_until_disconnect(receive))
+        gone = asyncio.ensure_future(until_disconnect(receive))
         iterator = messages.__aiter__()
         try:
             while not gone.done():
