@@ -20,7 +20,6 @@ import orjson
 from starlette.types import Send
 
 from patchbay.jsonrpc_types import JSONObject
-from patchbay.mcp.channel import ResponseChannel
 from patchbay.mcp.context import RequestContext
 from patchbay.mcp.handlers import CACHEABLE, Handler
 from patchbay.mcp.protocol import ERROR_HTTP_STATUS, INTERNAL_ERROR, INVALID_PARAMS, RpcError
@@ -181,7 +180,7 @@ async def _run_inline(
     Measured: a task per request cost about 4 % of the gateway's CPU per proxied call.
     """
     channel = ctx.channel
-    stream = _SideStream(channel, send, headers)
+    stream = _SideStream(ctx, send, headers)
     channel.on_activity = stream.wake
     result: JSONObject | None = None
     error: BaseException | None = None
@@ -197,7 +196,7 @@ async def _run_inline(
     response, code = _answer(ctx, method, result, error)
     written = await stream.drain()
     if stream.started:
-        chunk = sse_event(response)
+        chunk = await stream.frame(response, final=True)
         await send({"type": "http.response.body", "body": chunk, "more_body": False})
         return Outcome(200, written + len(chunk), code)
     body = orjson.dumps(response)
@@ -206,16 +205,21 @@ async def _run_inline(
 
 
 class _SideStream:
-    """Streams a request's side messages as SSE events from a task started by the first one."""
+    """Streams a request's side messages as SSE events from a task started by the first one.
 
-    __slots__ = ("_channel", "_done", "_event", "_headers", "_send", "_task", "started", "written")
+    A resumable stream (``mcp/resume.py``) opens with its priming event and logs every event,
+    as on the task path.
+    """
 
-    def __init__(self, channel: ResponseChannel, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
-        self._channel = channel
+    __slots__ = ("_ctx", "_done", "_event", "_headers", "_log", "_send", "_task", "started", "written")
+
+    def __init__(self, ctx: RequestContext, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        self._ctx = ctx
         self._send = send
         self._headers = headers
         self._task: asyncio.Task[None] | None = None
         self._event: asyncio.Event | None = None
+        self._log: StreamLog | None = None
         self._done = False
         self.started = False
         self.written = 0
@@ -228,17 +232,30 @@ class _SideStream:
             assert self._event is not None
             self._event.set()
 
+    async def frame(self, message: JSONObject, *, final: bool = False) -> bytes:
+        """The SSE frame of ``message`` (kept for a resuming client when the stream is resumable)."""
+        return await self._log.event(message, final=final) if self._log is not None else sse_event(message)
+
+    async def _start(self) -> None:
+        status = {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self._headers}
+        await self._send(status)
+        self.started = True
+        ctx = self._ctx
+        if ctx.session is not None and resumable(ctx.protocol_version):
+            self._log = StreamLog(ctx.gateway.store, session_id=ctx.session.id)
+            primer = await self._log.priming()
+            self.written += len(primer)
+            await self._send({"type": "http.response.body", "body": primer, "more_body": True})
+
     async def _run(self) -> None:
-        queue = self._channel.queue
+        queue = self._ctx.channel.queue
         assert self._event is not None
         while True:
             while queue:
                 message = queue.popleft()
                 if not self.started:
-                    status = {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self._headers}
-                    await self._send(status)
-                    self.started = True
-                chunk = sse_event(message)
+                    await self._start()
+                chunk = await self.frame(message)
                 self.written += len(chunk)
                 await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
             if self._done:
