@@ -24,6 +24,7 @@ from patchbay.mcp.context import RequestContext
 from patchbay.mcp.handlers import CACHEABLE, Handler
 from patchbay.mcp.protocol import ERROR_HTTP_STATUS, INTERNAL_ERROR, INVALID_PARAMS, RpcError
 from patchbay.mcp.resume import StreamLog, resumable
+from patchbay.routing.upstream.base import StreamState
 from patchbay.web.asgi import JSON_HEADERS, SSE_HEADERS, send_bytes, sse_event
 
 logger = logging.getLogger(__name__)
@@ -60,18 +61,10 @@ def finish(ctx: RequestContext, method: str, result: JSONObject) -> JSONObject:
     return result
 
 
-def _response(ctx: RequestContext, method: str, task: asyncio.Future[JSONObject]) -> tuple[JSONObject, int | None]:
+def _response(ctx: RequestContext, method: str, task: asyncio.Task[JSONObject]) -> tuple[JSONObject, int | None]:
     exc = task.exception()
-    return _answer(ctx, method, task.result() if exc is None else None, exc)
-
-
-def _answer(
-    ctx: RequestContext, method: str, result: JSONObject | None, exc: BaseException | None
-) -> tuple[JSONObject, int | None]:
-    """The JSON-RPC response to the client: the handler's result, or its error (noted for the audit)."""
     if exc is None:
-        assert result is not None
-        return {"jsonrpc": "2.0", "id": ctx.request_id, "result": finish(ctx, method, result)}, None
+        return {"jsonrpc": "2.0", "id": ctx.request_id, "result": finish(ctx, method, task.result())}, None
     if isinstance(exc, RpcError):
         error = exc
     else:
@@ -95,9 +88,6 @@ async def run_exchange(
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> Outcome:
     """Drive the handler (or a resumed one) to its next answer and write it to ``send``."""
-    if resume is None and ctx.era == "legacy":
-        assert handler is not None
-        return await _run_inline(ctx, method, handler, params, send, extra_headers or [])
     if resume is not None:
         task = resume.task
         ctx = resume.ctx
@@ -108,42 +98,38 @@ async def run_exchange(
     wake = asyncio.Event()
     task.add_done_callback(lambda _t: wake.set())
     channel.on_activity = wake.set
-    streaming = False
-    log: StreamLog | None = None
-    written = 0
     headers = extra_headers or []
+    stream = _EventStream(ctx, send, headers)
+    mirrored: StreamState | None = None
     while True:
-        if not task.done() and not channel.queue and not channel.input_ready:
+        if (
+            not task.done()
+            and channel.queue.empty()
+            and not channel.input_ready.is_set()
+            and channel.upstream_state == mirrored
+        ):
             await wake.wait()
             wake.clear()
-        while channel.queue:
-            message = channel.queue.popleft()
-            if not streaming:
-                await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
-                streaming = True
-                if ctx.session is not None and resumable(ctx.protocol_version):
-                    log = StreamLog(ctx.gateway.store, session_id=ctx.session.id)
-                    primer = await log.priming()
-                    written += len(primer)
-                    await send({"type": "http.response.body", "body": primer, "more_body": True})
-            chunk = await log.event(message) if log is not None else sse_event(message)
-            written += len(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if channel.upstream_state != mirrored:
+            mirrored = channel.upstream_state
+            await stream.mirror(mirrored)
+        while not channel.queue.empty():
+            await stream.write(channel.queue.get_nowait())
         if task.done():
             response, code = _response(ctx, method, task)
-            if streaming:
-                chunk = await log.event(response, final=True) if log is not None else sse_event(response)
-                await send({"type": "http.response.body", "body": chunk, "more_body": False})
-                return Outcome(200, written + len(chunk), code)
+            if stream.started:
+                await stream.write(response, final=True)
+                return Outcome(200, stream.written, code)
             body = orjson.dumps(response)
             status = ERROR_HTTP_STATUS.get(code, 200) if (code is not None and ctx.era == "modern") else 200
             await send_bytes(send, status, body, JSON_HEADERS + headers)
             return Outcome(status, len(body), code)
-        if channel.input_ready:
+        if channel.input_ready.is_set():
             round_ = channel.take_round()
             if round_ is None:
                 continue
-            token = CONTINUATION_PREFIX + secrets.token_urlsafe(24)
+            # The token names this replica, so a retry that lands elsewhere can be relayed here.
+            token = f"{CONTINUATION_PREFIX}{ctx.gateway.node_id}.{secrets.token_urlsafe(24)}"
             continuations[token] = Continuation(
                 ctx=ctx, task=task, pending=round_.futures, expires=time.monotonic() + CONTINUATION_TTL
             )
@@ -154,130 +140,71 @@ async def run_exchange(
                 {"resultType": "input_required", "inputRequests": round_.requests, "requestState": token},
             )
             response = {"jsonrpc": "2.0", "id": ctx.request_id, "result": result}
-            if streaming:
-                chunk = sse_event(response)
-                await send({"type": "http.response.body", "body": chunk, "more_body": False})
-                return Outcome(200, written + len(chunk), None)
+            if stream.started:
+                await stream.write(response, final=True)
+                return Outcome(200, stream.written, None)
             body = orjson.dumps(response)
             await send_bytes(send, 200, body, JSON_HEADERS + headers)
             return Outcome(200, len(body), None)
 
 
-async def _run_inline(
-    ctx: RequestContext,
-    method: str,
-    handler: Handler,
-    params: JSONObject,
-    send: Send,
-    headers: list[tuple[bytes, bytes]],
-) -> Outcome:
-    """A legacy-era request: the handler runs in the request's own task.
-
-    Nothing can park it (a 2025-11-25 client answers server→client requests with POSTs while
-    the stream stays open), so no task is needed to outlive the response. Most calls end
-    without a message on the side and get a plain JSON body; the first side message starts a
-    writer task that streams events while the handler goes on, exactly as the task path does.
-    Measured: a task per request cost about 4 % of the gateway's CPU per proxied call.
-    """
-    channel = ctx.channel
-    stream = _SideStream(ctx, send, headers)
-    channel.on_activity = stream.wake
-    result: JSONObject | None = None
-    error: BaseException | None = None
-    try:
-        result = await handler(ctx, params)
-    except asyncio.CancelledError:
-        stream.cancel()
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure of the handler is the client's error response
-        error = exc
-    finally:
-        channel.on_activity = None
-    response, code = _answer(ctx, method, result, error)
-    written = await stream.drain()
-    if stream.started:
-        chunk = await stream.frame(response, final=True)
-        await send({"type": "http.response.body", "body": chunk, "more_body": False})
-        return Outcome(200, written + len(chunk), code)
-    body = orjson.dumps(response)
-    await send_bytes(send, 200, body, JSON_HEADERS + headers)
-    return Outcome(200, len(body), code)
-
-
-class _SideStream:
-    """Streams a request's side messages as SSE events from a task started by the first one.
-
-    A resumable stream (``mcp/resume.py``) opens with its priming event and logs every event,
-    as on the task path.
-    """
-
-    __slots__ = ("_ctx", "_done", "_event", "_headers", "_log", "_send", "_task", "started", "written")
+class _EventStream:
+    """The SSE side of a response: plain events, or resumable ones for a 2025-11-25 session (SEP-1699)."""
 
     def __init__(self, ctx: RequestContext, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
-        self._ctx = ctx
         self._send = send
         self._headers = headers
-        self._task: asyncio.Task[None] | None = None
-        self._event: asyncio.Event | None = None
         self._log: StreamLog | None = None
-        self._done = False
-        self.started = False
-        self.written = 0
-
-    def wake(self) -> None:
-        if self._task is None:
-            self._event = asyncio.Event()
-            self._task = asyncio.ensure_future(self._run())
-        else:
-            assert self._event is not None
-            self._event.set()
-
-    async def frame(self, message: JSONObject, *, final: bool = False) -> bytes:
-        """The SSE frame of ``message`` (kept for a resuming client when the stream is resumable)."""
-        return await self._log.event(message, final=final) if self._log is not None else sse_event(message)
-
-    async def _start(self) -> None:
-        status = {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self._headers}
-        await self._send(status)
-        self.started = True
-        ctx = self._ctx
         if ctx.session is not None and resumable(ctx.protocol_version):
             self._log = StreamLog(ctx.gateway.store, session_id=ctx.session.id)
+        self.started = False
+        self.detached = False
+        self.written = 0
+
+    async def _start(self) -> None:
+        self.started = True
+        await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self._headers})
+        if self._log is not None:
             primer = await self._log.priming()
             self.written += len(primer)
             await self._send({"type": "http.response.body", "body": primer, "more_body": True})
 
-    async def _run(self) -> None:
-        queue = self._ctx.channel.queue
-        assert self._event is not None
-        while True:
-            while queue:
-                message = queue.popleft()
-                if not self.started:
-                    await self._start()
-                chunk = await self.frame(message)
-                self.written += len(chunk)
-                await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if self._done:
-                return
-            await self._event.wait()
-            self._event.clear()
+    async def write(self, message: JSONObject, *, final: bool = False) -> None:
+        """Send one message (kept for a resuming client when the stream is resumable)."""
+        if not self.started:
+            await self._start()
+        chunk = await self._log.event(message, final=final) if self._log is not None else sse_event(message)
+        self.written += len(chunk)
+        if not self.detached:
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": not final})
 
-    async def drain(self) -> int:
-        """Wait until every side message is written; the bytes written so far."""
-        if self._task is not None:
-            assert self._event is not None
-            self._done = True
-            self._event.set()
-            await self._task
-        return self.written
+    async def mirror(self, state: StreamState | None) -> None:
+        """Follow the upstream: stream when it streams, close when it closes to be polled.
 
-    def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        Only a client that can resume gets either; the others keep a plain response.
+        """
+        if self._log is None or state is None or self.detached:
+            return
+        if not self.started:
+            await self._start()
+        if state == "paused":
+            # The client reconnects with Last-Event-ID; the events keep being recorded meanwhile.
+            self.detached = True
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def take_continuation(continuations: dict[str, Any], params: JSONObject, ctx: RequestContext) -> Continuation | None:
+def continuation_owner(params: JSONObject) -> str | None:
+    """The replica holding the request a retry's ``requestState`` resumes; None when it is not a gateway token."""
+    state = params.get("requestState")
+    if not isinstance(state, str) or not state.startswith(CONTINUATION_PREFIX):
+        return None
+    node, sep, _rest = state[len(CONTINUATION_PREFIX) :].partition(".")
+    return node if sep else None
+
+
+def take_continuation(
+    continuations: dict[str, Any], params: JSONObject, *, key_id: str, request_id: Any
+) -> Continuation | None:
     """The parked handler a retry resumes, with the client's answers delivered; None if not ours."""
     state = params.get("requestState")
     if not isinstance(state, str) or not state.startswith(CONTINUATION_PREFIX):
@@ -287,7 +214,7 @@ def take_continuation(continuations: dict[str, Any], params: JSONObject, ctx: Re
         stale = continuations.pop(token)
         stale.task.cancel()
     found = continuations.pop(state, None)
-    if not isinstance(found, Continuation) or found.ctx.principal.key_id != ctx.principal.key_id:
+    if not isinstance(found, Continuation) or found.ctx.principal.key_id != key_id:
         raise RpcError(INVALID_PARAMS, "requestState is unknown or expired; send the request again without it")
     answers = params.get("inputResponses") or {}
     if not isinstance(answers, dict):
@@ -299,5 +226,5 @@ def take_continuation(continuations: dict[str, Any], params: JSONObject, ctx: Re
             future.set_result({"result": answers[key]})
         else:
             future.set_result({"error": {"code": INVALID_PARAMS, "message": f"the client did not answer {key}"}})
-    found.ctx.request_id = ctx.request_id
+    found.ctx.request_id = request_id
     return found

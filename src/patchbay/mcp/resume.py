@@ -22,7 +22,7 @@ from starlette.types import Receive, Send
 
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.state.base import SharedStore
-from patchbay.web.asgi import SSE_HEADERS, until_disconnect
+from patchbay.web.asgi import SSE_HEADERS, next_before, until_disconnect
 
 RETRY_MS = 1000
 KEEP_SECONDS = 300.0
@@ -114,16 +114,10 @@ async def replay(store: SharedStore, stream: str, after: int, receive: Receive, 
                     seq += 1
                     continue
                 # Nothing new yet: wait for the writer to announce one (the subscription predates the read).
-                nxt = asyncio.ensure_future(iterator.__anext__())
-                done, _ = await asyncio.wait({nxt, gone}, timeout=KEEPALIVE_SECONDS, return_when="FIRST_COMPLETED")
-                if nxt not in done:
-                    nxt.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                        await nxt
-                    if not done:
-                        if await store.get(_owner_key(stream)) is None:
-                            break  # the writer went away or the stream expired: nothing more will come
-                        await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
+                if await next_before(iterator, gone, KEEPALIVE_SECONDS) is None and not gone.done():
+                    if await store.get(_owner_key(stream)) is None:
+                        break  # the writer went away or the stream expired: nothing more will come
+                    await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
         finally:
             gone.cancel()
     with contextlib.suppress(OSError, RuntimeError):

@@ -18,7 +18,7 @@ from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.exchange import Outcome
 from patchbay.mcp.protocol import META_SUBSCRIPTION_ID
 from patchbay.mcp.session import LegacySession, server_events_channel
-from patchbay.web.asgi import SSE_HEADERS, sse_event, until_disconnect
+from patchbay.web.asgi import SSE_HEADERS, next_before, sse_event, until_disconnect
 
 if TYPE_CHECKING:
     from patchbay.mcp.context import RequestContext
@@ -52,20 +52,15 @@ async def _pump(
         iterator = messages.__aiter__()
         try:
             while not gone.done():
-                nxt = asyncio.ensure_future(iterator.__anext__())
-                done, _ = await asyncio.wait({nxt, gone}, timeout=KEEPALIVE_SECONDS, return_when="FIRST_COMPLETED")
-                if nxt in done:
-                    _channel, raw = nxt.result()
+                item = await next_before(iterator, gone, KEEPALIVE_SECONDS)
+                if item is not None:
+                    _channel, raw = item
                     if accept is not None and not await accept(raw):
                         continue
                     chunk = b"event: message\ndata: " + raw + b"\n\n"
                     written += len(chunk)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    continue
-                nxt.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await nxt
-                if not done:
+                elif not gone.done():
                     await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
         finally:
             gone.cancel()

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -192,6 +193,8 @@ class Server(Timestamped, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(20), default="running")  # pending / running / stopped
     plain_names: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Request and response bodies of this server's calls go to object storage (redacted, capped).
+    capture_payloads: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Bumped on every change that alters what the server exposes; caches key on it.
     revision: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -308,5 +311,6 @@ class AuditRecord(Base):
     user_agent: Mapped[str | None] = mapped_column(String(500))
     request_id: Mapped[str | None] = mapped_column(String(64))
     event: Mapped[str | None] = mapped_column(String(50))  # security events: key.created, key.revoked, ...
+    detail: Mapped[str | None] = mapped_column(String(200))  # what a security event changed, in a few words
     payload_key: Mapped[str | None] = mapped_column(String(500))
     payload_stored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

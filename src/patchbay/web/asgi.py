@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
 from patchbay.jsonrpc_types import JSONObject
+
+T = TypeVar("T")
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [
@@ -75,3 +80,16 @@ async def until_disconnect(receive: Receive) -> None:
     """Return when the client has gone away (a long-lived stream's watchdog)."""
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+async def next_before(iterator: AsyncIterator[T], gone: asyncio.Future[None], seconds: float) -> T | None:
+    """The iterator's next item, or None when the client went away (``gone`` is done) or ``seconds`` passed."""
+    nxt = asyncio.ensure_future(iterator.__anext__())
+    waiters: set[asyncio.Future[Any]] = {nxt, gone}
+    done, _ = await asyncio.wait(waiters, timeout=seconds, return_when="FIRST_COMPLETED")
+    if nxt in done:
+        return nxt.result()
+    nxt.cancel()
+    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+        await nxt
+    return None
