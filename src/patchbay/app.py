@@ -126,5 +126,6 @@ def serve(settings: Settings) -> None:
         log_config=None,
         lifespan="on",
         proxy_headers=settings.trust_proxy_headers,
+        server_header=False,  # names the software to every caller, and is a header per response
         timeout_graceful_shutdown=10,
     )

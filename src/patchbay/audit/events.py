@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from patchbay.store.models import new_id, utcnow
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen, unlike other stage values: a frozen dataclass sets each of these fields through
+# object.__setattr__, which doubled the cost of the one event every request builds. Nothing
+# changes an event after it is made.
+@dataclass(slots=True, kw_only=True)
 class AuditEvent:
     """One audit record before it is written; field for field the ``AuditRecord`` row."""
 
@@ -41,7 +45,12 @@ class AuditEvent:
 
     def as_row(self) -> dict[str, Any]:
         """The column values for an INSERT into ``audit_records``."""
-        return {name: getattr(self, name) for name in _FIELD_NAMES}
+        return {name: getattr(self, name) for name in FIELD_NAMES}
+
+    def values(self) -> tuple[Any, ...]:
+        """The column values in ``FIELD_NAMES`` order (one C call: this runs once per request)."""
+        return _values(self)
 
 
-_FIELD_NAMES = tuple(f.name for f in fields(AuditEvent))
+FIELD_NAMES = tuple(f.name for f in fields(AuditEvent))
+_values = attrgetter(*FIELD_NAMES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import asdict, dataclass, field
 
 import orjson
@@ -27,9 +28,18 @@ class LegacySession:
 
 
 class SessionStore:
+    """Sessions in the shared store; each use renews the TTL, at most once per ``renew_every`` per process.
+
+    Renewing on every request cost a store round trip per call (and, in the in-process store,
+    a heap entry per call kept until its deadline: millions per hour under load). A session
+    therefore expires between ``ttl - renew_every`` and ``ttl`` after its last use.
+    """
+
     def __init__(self, store: SharedStore, *, ttl: float) -> None:
         self._store = store
         self._ttl = ttl
+        self._renew_every = min(ttl / 10, 60.0)
+        self._renewed: dict[str, float] = {}
 
     async def create(
         self,
@@ -54,14 +64,27 @@ class SessionStore:
     async def load(self, session_id: str) -> LegacySession | None:
         raw = await self._store.get(_PREFIX + session_id)
         if raw is None:
+            self._renewed.pop(session_id, None)
             return None
-        await self._store.expire(_PREFIX + session_id, self._ttl)
+        now = time.monotonic()
+        if now - self._renewed.get(session_id, -self._renew_every) >= self._renew_every:
+            await self._store.expire(_PREFIX + session_id, self._ttl)
+            self._note_renewal(session_id, now)
         return LegacySession(**orjson.loads(raw))
+
+    def _note_renewal(self, session_id: str, now: float) -> None:
+        renewed = self._renewed
+        renewed[session_id] = now
+        if len(renewed) > 10_000:
+            for stale in [k for k, when in renewed.items() if now - when >= self._renew_every]:
+                del renewed[stale]
 
     async def save(self, session: LegacySession) -> None:
         await self._store.set(_PREFIX + session.id, orjson.dumps(asdict(session)), ttl=self._ttl)
+        self._note_renewal(session.id, time.monotonic())
 
     async def delete(self, session_id: str) -> None:
+        self._renewed.pop(session_id, None)
         await self._store.delete(_PREFIX + session_id)
 
 

@@ -3,9 +3,10 @@
 Caches on the request path (key → Principal) hold until the database says something
 changed. Every revision bump also increments the single ``change_counter`` row and, on
 PostgreSQL, sends ``NOTIFY patchbay_changes``, all inside its transaction. On SQLite the
-gateway reads the counter on a dedicated connection per request (a few microseconds,
-and strict: audit writes do not touch it). On PostgreSQL it LISTENs; while that
-connection is down, every call reports a change so nothing stale is ever served.
+gateway reads the counter on a dedicated connection whenever the WAL index shows that some
+transaction committed since it last looked (strict: audit writes do not change it). On
+PostgreSQL it LISTENs; while that connection is down, every call reports a change so nothing
+stale is ever served.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import mmap
+import os
 import sqlite3
 from typing import Any, Protocol
 
@@ -44,28 +47,72 @@ async def announce_change(session: AsyncSession) -> None:
 
 
 class SqliteWatcher:
+    """Reads the change counter, but only after SQLite's WAL index says some transaction committed.
+
+    In WAL mode every commit, by any process, rewrites the header of the shared WAL index (the
+    ``-shm`` file: its change counter and last frame, https://www.sqlite.org/walformat.html)
+    before the transaction becomes visible. Those 96 bytes are read from a read-only mapping of
+    the file, without a system call; the counter query (which takes file locks) runs only when
+    the header moved, mostly after this process's own audit batches. The header is read before
+    the counter, so a commit between the two reads is seen again on the next call. SQLite only
+    truncates the index when no connection has it open, and ours keeps it open for as long as
+    the mapping lives. Without a WAL index (another journal mode) every call reads the counter.
+    """
+
     def __init__(self, path: str) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
+        self._shm: mmap.mmap | None = None
+        self._header = b""
+        self._value = -1
         self._blind = -1
 
     async def start(self) -> None:
         self._conn = sqlite3.connect(self._path, check_same_thread=False)
+        with contextlib.suppress(sqlite3.Error, OSError):
+            mode = self._conn.execute("PRAGMA journal_mode").fetchone()
+            if mode is not None and str(mode[0]).lower() == "wal":
+                self._read_counter()  # opens the WAL index, and holds it open, for this connection
+                fd = os.open(self._path + "-shm", os.O_RDONLY)
+                try:
+                    if os.fstat(fd).st_size >= _WAL_HEADER_SIZE:
+                        self._shm = mmap.mmap(fd, _WAL_HEADER_SIZE, access=mmap.ACCESS_READ)
+                finally:
+                    os.close(fd)
 
     def generation(self) -> int:
         if self._conn is None:
             return -1
+        header = b""
+        if self._shm is not None:
+            header = self._shm[:_WAL_HEADER_SIZE]
+            if header == self._header:
+                return self._value
         try:
-            row = self._conn.execute("SELECT value FROM change_counter WHERE id = 1").fetchone()
+            value = self._read_counter()
         except sqlite3.Error:
+            self._header = b""
             self._blind -= 1  # cannot tell: report a change, every time, until it can
             return self._blind
+        self._header, self._value = header, value
+        return value
+
+    def _read_counter(self) -> int:
+        assert self._conn is not None
+        row = self._conn.execute("SELECT value FROM change_counter WHERE id = 1").fetchone()
         return int(row[0]) if row is not None else -1
 
     async def aclose(self) -> None:
+        if self._shm is not None:
+            self._shm.close()
+            self._shm = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+# Both copies of the WAL-index header (48 bytes each); a commit rewrites them.
+_WAL_HEADER_SIZE = 96
 
 
 class PostgresWatcher:

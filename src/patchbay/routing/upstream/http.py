@@ -63,6 +63,21 @@ class _SessionExpired(Exception):
         self.session_id = session_id
 
 
+class _Deadline:
+    """Cancels a task when its time is up, remembering that it did (see ``_roundtrip``)."""
+
+    __slots__ = ("cancelling", "expired", "task")
+
+    def __init__(self, task: asyncio.Task[object]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.expired = False
+
+    def expire(self) -> None:
+        self.expired = True
+        self.task.cancel()
+
+
 class HttpConnection:
     """A connection to a Streamable HTTP upstream over the pool's shared HTTP client."""
 
@@ -169,25 +184,37 @@ class HttpConnection:
         task = asyncio.current_task()
         assert task is not None
         self._callers[rid] = task
+        # A bare timer that cancels this task, as asyncio.timeout() does, for a fraction of its cost
+        # (it showed as ~5 % of a proxied call): the deadline and the distinction between our own
+        # cancellation and anyone else's are kept the same way.
+        deadline = _Deadline(task)
+        loop = task.get_loop()
+        timer = loop.call_at(loop.time() + seconds, deadline.expire)
         try:
-            async with asyncio.timeout(seconds):
-                try:
-                    return await self._exchange(message, headers, pending)
-                except _SessionExpired as expired:
-                    await self._reinitialize(expired.session_id, seconds)
-                    return await self._exchange(message, self._headers, pending)
+            try:
+                return await self._exchange(message, headers, pending)
+            except _SessionExpired as expired:
+                await self._reinitialize(expired.session_id, seconds)
+                return await self._exchange(message, self._headers, pending)
         except TimeoutError:
             self._cancel_upstream(rid, method, "timed out")
-            raise UpstreamTimeout(f"upstream {self.spec.name!r} did not answer {method} within {seconds:g} s") from None
+            raise self._timeout(method, seconds) from None
         except asyncio.CancelledError:
+            if deadline.expired and task.uncancel() <= deadline.cancelling:
+                self._cancel_upstream(rid, method, "timed out")
+                raise self._timeout(method, seconds) from None
             if rid in self._aborted and task.uncancel() == 0:
                 raise self._closed_error() from None
             self._cancel_upstream(rid, method, "the client went away")
             raise
         finally:
+            timer.cancel()
             del self._callers[rid]
             self._aborted.discard(rid)
             self._core.close(rid)
+
+    def _timeout(self, method: str, seconds: float) -> UpstreamTimeout:
+        return UpstreamTimeout(f"upstream {self.spec.name!r} did not answer {method} within {seconds:g} s")
 
     def _cancel_upstream(self, rid: int, method: str, reason: str) -> None:
         # Modern HTTP has no client→server notifications: closing the POST's stream is the cancellation.
