@@ -15,6 +15,7 @@ from patchbay.audit.writer import AuditWriter
 from patchbay.auth.principal import Principal
 from patchbay.auth.resolver import KeyResolver
 from patchbay.jsonrpc_types import JSONObject
+from patchbay.mcp.live import LiveFeed
 from patchbay.mcp.resource_watch import ResourceWatcher
 from patchbay.mcp.session import SessionStore, server_events_channel
 from patchbay.policy.tools import visible
@@ -29,7 +30,9 @@ from patchbay.store.db import make_engine, make_sessionmaker
 logger = logging.getLogger(__name__)
 
 _LIST_CACHE_SIZE = 4096
-RELAYED_EVENTS = frozenset({"notifications/resources/updated"})
+RELAYED_EVENTS = frozenset(
+    {"notifications/resources/updated", "notifications/prompts/list_changed", "notifications/resources/list_changed"}
+)
 
 
 @dataclass
@@ -47,11 +50,13 @@ class Gateway:
     watcher: ChangeWatcher
     continuations: dict[str, object] = field(default_factory=dict)
     resources: ResourceWatcher = field(init=False)
+    live: LiveFeed = field(init=False)
     _tool_lists: OrderedDict[tuple[str, int, str, int], list[JSONObject]] = field(default_factory=OrderedDict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.resources = ResourceWatcher(self.pool, self._upstream_event)
+        self.live = LiveFeed(self.sessionmaker, self.watcher, self.catalogs)
 
     def visible_tools(self, principal: Principal, catalog: Catalog) -> list[JSONObject]:
         """The tool definitions a key may see, cached per catalog revision and key revision."""
@@ -69,6 +74,7 @@ class Gateway:
         self.pool.on_notification(self._upstream_event)
         await self.pool.start()
         await self.audit.start()
+        self.live.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
 
     async def _upstream_event(self, spec_key: str, method: str, params: JSONObject) -> None:
@@ -94,6 +100,7 @@ class Gateway:
                 await task
         with contextlib.suppress(Exception):
             await self.resolver.flush_last_used()
+        await self.live.aclose()
         await self.resources.aclose()
         await self.audit.aclose()
         await self.pool.aclose()

@@ -174,6 +174,10 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
     ctx.note.tool_name = name
     route = ctx.catalog.tools.get(name)
     if route is None:
+        held = ctx.catalog.quarantined.get(name)
+        if held is not None and (ctx.principal.all_tools or held in ctx.principal.grants):
+            ctx.note.tool_id, ctx.note.status = held, "denied"
+            raise RpcError(INVALID_PARAMS, quarantine_message(name), {"tool": name, "status": "quarantined"})
         raise RpcError(INVALID_PARAMS, f"Unknown tool: '{name}'", {"tool": name})
     ctx.note.tool_id = route.tool_id
     decision = decide(ctx.principal, route)
@@ -187,6 +191,14 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
     call = upstream_params(ctx, params)
     call["name"] = route.upstream_name
     return await forward(ctx, route.upstream, "tools/call", call)
+
+
+def quarantine_message(name: str) -> str:
+    """Why a quarantined tool cannot be called, and what an admin does about it."""
+    return (
+        f"Tool '{name}' is quarantined: its upstream changed the tool's definition, which awaits an "
+        "admin's review (patchbay tool review, then patchbay tool approve)"
+    )
 
 
 def _rename_prompt(ctx: RequestContext) -> Callable[[Upstream, JSONObject], JSONObject]:

@@ -31,6 +31,10 @@ class ChangeWatcher(Protocol):
         """A number that differs from its previous value whenever the data may have changed."""
         ...
 
+    async def wait(self, generation: int) -> int:
+        """Return the generation once it differs from ``generation`` (what live notifications wait on)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -44,6 +48,9 @@ async def announce_change(session: AsyncSession) -> None:
 
 
 class SqliteWatcher:
+    # SQLite has no notifications: waiting polls the counter (a few microseconds a read).
+    POLL_SECONDS = 0.05
+
     def __init__(self, path: str) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
@@ -62,6 +69,13 @@ class SqliteWatcher:
             return self._blind
         return int(row[0]) if row is not None else -1
 
+    async def wait(self, generation: int) -> int:
+        while True:
+            current = self.generation()
+            if current != generation:
+                return current
+            await asyncio.sleep(self.POLL_SECONDS)
+
     async def aclose(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -75,14 +89,26 @@ class PostgresWatcher:
         self._listening = False
         self._task: asyncio.Task[None] | None = None
         self._woken = asyncio.Event()
+        self._changed = asyncio.Event()
 
     def generation(self) -> int:
         if not self._listening:
             self._count += 1  # blind: treat every request as after a change
         return self._count
 
+    async def wait(self, generation: int) -> int:
+        while self._count == generation:
+            self._changed.clear()
+            # While blind, wake every second so waiters re-check rather than trust silence.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 1.0 if self._listening else 0.2)
+            if not self._listening:
+                self._count += 1
+        return self._count
+
     def _notified(self, *_args: Any) -> None:
         self._count += 1
+        self._changed.set()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen())
@@ -101,6 +127,7 @@ class PostgresWatcher:
                     await driver.add_listener(CHANNEL, self._notified)
                     self._listening = True
                     self._count += 1
+                    self._changed.set()
                     self._woken.set()
                     delay = 0.2
                     await closed.wait()

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -149,6 +150,9 @@ class Tool(Timestamped, Base):
     definition_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), default="active")  # active / quarantined / removed
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # While quarantined: what the upstream now offers, waiting for an admin's approval.
+    pending_definition: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    pending_hash: Mapped[str | None] = mapped_column(String(64))
 
     template: Mapped[ServerTemplate | None] = relationship(back_populates="tools")
 
@@ -172,6 +176,10 @@ class Server(Timestamped, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(20), default="running")  # pending / running / stopped
     plain_names: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Whether tools an upstream adds later start enabled on this server ("enabled" / "disabled").
+    new_tools: Mapped[str] = mapped_column(String(10), default="disabled", server_default="disabled")
+    # Compact mode: clients see a search tool and a call tool instead of every definition.
+    compact: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Bumped on every change that alters what the server exposes; caches key on it.
     revision: Mapped[int] = mapped_column(Integer, default=1)
 

@@ -407,7 +407,7 @@ class McpEndpoint:
         if "text/event-stream" not in headers.get("accept", ""):
             await send_json(send, 406, error_message(None, INVALID_REQUEST, "Accept must include text/event-stream"))
             return
-        await serve_legacy_stream(self.gw, session, receive, send, session_channel(session.id))
+        await serve_legacy_stream(self.gw, session, principal, receive, send, session_channel(session.id))
 
     async def _delete(self, send: Send, headers: dict[str, str], principal: Principal) -> None:
         session = await self._own_session(headers, principal)
