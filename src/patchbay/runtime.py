@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from patchbay.audit.writer import AuditWriter
 from patchbay.auth.principal import Principal
 from patchbay.auth.resolver import KeyResolver
+from patchbay.errors import PatchbayError
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.live import LiveFeed
 from patchbay.mcp.resource_watch import ResourceWatcher
@@ -21,6 +22,7 @@ from patchbay.mcp.session import SessionStore, server_events_channel
 from patchbay.policy.tools import visible
 from patchbay.routing.catalog import Catalog, CatalogCache
 from patchbay.routing.upstream.pool import UpstreamPool
+from patchbay.services.upstream_sync import linked_upstreams, sync_upstream
 from patchbay.settings import Settings
 from patchbay.state import make_store
 from patchbay.state.base import SharedStore
@@ -51,22 +53,31 @@ class Gateway:
     continuations: dict[str, object] = field(default_factory=dict)
     resources: ResourceWatcher = field(init=False)
     live: LiveFeed = field(init=False)
-    _tool_lists: OrderedDict[tuple[str, int, str, int], list[JSONObject]] = field(default_factory=OrderedDict)
+    _tool_lists: OrderedDict[tuple[str, int, object], list[JSONObject]] = field(default_factory=OrderedDict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _syncing: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _sync_again: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.resources = ResourceWatcher(self.pool, self._upstream_event)
         self.live = LiveFeed(self.sessionmaker, self.watcher, self.catalogs)
 
     def visible_tools(self, principal: Principal, catalog: Catalog) -> list[JSONObject]:
-        """The tool definitions a key may see, cached per catalog revision and key revision."""
-        key = (catalog.server_id, catalog.revision, principal.key_id, principal.key_revision)
+        """The tool definitions a key may see, cached per catalog revision and permission set.
+
+        Keys with the same permissions on a server share one list; keys whose permissions
+        differ never do, because the permission set itself is part of the cache key.
+        """
+        grants: object = "*" if principal.all_tools else frozenset(principal.grants.items())
+        key = (catalog.server_id, catalog.revision, grants)
         found = self._tool_lists.get(key)
         if found is None:
             found = [r.definition for r in catalog.tools.values() if visible(principal, r)]
             self._tool_lists[key] = found
             if len(self._tool_lists) > _LIST_CACHE_SIZE:
                 self._tool_lists.popitem(last=False)
+        else:
+            self._tool_lists.move_to_end(key)
         return found
 
     async def start(self) -> None:
@@ -76,14 +87,60 @@ class Gateway:
         await self.audit.start()
         self.live.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        if self.settings.upstream_sync_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._periodic_sync()))
 
     async def _upstream_event(self, spec_key: str, method: str, params: JSONObject) -> None:
         """Fan an upstream's connection-level event out to every server that routes to it."""
+        if method == "notifications/tools/list_changed":
+            self.request_sync(spec_key.partition(":")[0])
+            return
         if method not in RELAYED_EVENTS:
             return
         message = orjson.dumps({"jsonrpc": "2.0", "method": method, "params": params})
         for server_id in self.catalogs.servers_using(spec_key):
             await self.store.publish(server_events_channel(server_id), message)
+
+    def request_sync(self, template_id: str) -> None:
+        """Re-discover an upstream soon; requests arriving while one runs fold into one more run."""
+        running = self._syncing.get(template_id)
+        if running is not None and not running.done():
+            self._sync_again.add(template_id)
+            return
+        self._syncing[template_id] = asyncio.create_task(self._sync(template_id))
+
+    async def _sync(self, template_id: str) -> None:
+        while True:
+            self._sync_again.discard(template_id)
+            try:
+                result = await sync_upstream(
+                    self.sessionmaker,
+                    template_id=template_id,
+                    secret=self.secret,
+                    timeout=self.settings.upstream_timeout,
+                    pool=self.pool,
+                    channel="sync",
+                )
+                if result.quarantined:
+                    logger.warning("quarantined tools awaiting review: %s", ", ".join(result.quarantined))
+            except PatchbayError as exc:
+                logger.warning("could not re-sync upstream %s: %s", template_id, exc)
+            except Exception:  # a background task: log and carry on, the next change retries
+                logger.exception("re-syncing upstream %s failed", template_id)
+            if template_id not in self._sync_again:
+                return
+
+    async def _periodic_sync(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.upstream_sync_seconds)
+            try:
+                async with self.sessionmaker() as session:
+                    ids = await linked_upstreams(session)
+            except Exception:  # keep the loop alive whatever the database does
+                logger.exception("could not list upstreams to re-sync")
+                continue
+            for template_id in ids:
+                self.request_sync(template_id)
 
     async def _housekeeping(self) -> None:
         while True:
@@ -94,7 +151,7 @@ class Gateway:
                 logger.exception("could not record key usage")
 
     async def aclose(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._syncing.values()]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
