@@ -77,16 +77,29 @@ class LiveFeed:
         self._catalogs = catalogs
         self._listeners: set[Listener] = set()
         self._task: asyncio.Task[None] | None = None
+        self._joined = asyncio.Event()
         self.scans = 0
 
     @contextlib.contextmanager
     def listen(self, listener: Listener) -> Iterator[asyncio.Queue[JSONObject]]:
         """Register a stream for as long as the block runs."""
         self._listeners.add(listener)
+        self._joined.set()
         try:
             yield listener.queue
         finally:
             self._listeners.discard(listener)
+
+    @property
+    def listening(self) -> int:
+        """How many streams this process holds open."""
+        return len(self._listeners)
+
+    async def until_listening(self, count: int) -> None:
+        """Return once at least ``count`` streams are open (tests and benchmarks wait on it)."""
+        while len(self._listeners) < count:
+            self._joined.clear()
+            await self._joined.wait()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -111,11 +124,10 @@ class LiveFeed:
         server_ids = {item.server_id for item in listeners}
         key_ids = {item.key_id for item in listeners}
         async with self._sessionmaker() as session:
-            servers = dict(
-                (await session.execute(select(Server.id, Server.revision).where(Server.id.in_(server_ids)))).tuples()
-            )
+            server_rows = await session.execute(select(Server.id, Server.revision).where(Server.id.in_(server_ids)))
+            servers: dict[str, int] = {row[0]: row[1] for row in server_rows.all()}
             key_rows = await session.execute(select(ApiKey.id, ApiKey.revision).where(ApiKey.id.in_(key_ids)))
-            keys = dict(key_rows.tuples())
+            keys: dict[str, int] = {row[0]: row[1] for row in key_rows.all()}
         catalogs: dict[str, Catalog | None] = {}
         for item in listeners:
             methods: list[str] = []

@@ -178,7 +178,7 @@ async def _org_tool(session: AsyncSession, *, server: Server, name: str) -> tupl
         .join(ServerTemplate, Tool.template_id == ServerTemplate.id)
         .where((ServerTemplate.org_id == server.org_id) | ServerTemplate.org_id.is_(None))
     )
-    for tool, template in rows.tuples():
+    for tool, template in rows.all():
         if name in (tool.id, default_tool_name(slug=template.slug, tool_name=tool.name, plain=False)):
             if tool.status != "active":
                 raise InvalidInput(f"tool {name!r} is {tool.status}; only active tools can be attached")
