@@ -82,7 +82,7 @@ async def connected(url: str, key: str, mode: str, gw: Gateway) -> AsyncIterator
             client.listen(tools_list_changed=True, prompts_list_changed=True, resources_list_changed=True) as sub,
             anyio.create_task_group() as tg,
         ):
-            assert sub.honored.tools_list_changed and sub.honored.prompts_list_changed
+            assert sub.honored.tools_list_changed
 
             async def drain() -> None:
                 async for event in sub:
