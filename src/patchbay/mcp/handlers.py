@@ -17,6 +17,7 @@ import orjson
 
 from patchbay.errors import UpstreamError, UpstreamTimeout
 from patchbay.jsonrpc_types import JSONObject
+from patchbay.mcp import compact
 from patchbay.mcp.context import RequestContext
 from patchbay.mcp.param_headers import mismatch
 from patchbay.mcp.protocol import (
@@ -164,6 +165,8 @@ async def ping(ctx: RequestContext, params: JSONObject) -> JSONObject:
 
 
 async def tools_list(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    if ctx.catalog.compact:
+        return {"tools": compact.TOOLS}
     return {"tools": ctx.gateway.visible_tools(ctx.principal, ctx.catalog)}
 
 
@@ -171,6 +174,17 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
     name = params.get("name")
     if not isinstance(name, str):
         raise RpcError(INVALID_PARAMS, "tools/call needs a tool name")
+    if ctx.catalog.compact and name == compact.SEARCH:
+        ctx.note.tool_name = name
+        return compact.search(ctx.gateway.visible_tools(ctx.principal, ctx.catalog), params.get("arguments"))
+    if ctx.catalog.compact and name == compact.CALL:
+        inner, arguments = compact.unwrap_call(params.get("arguments"))
+        # The client addressed call_tool, so header marks of the inner tool cannot be expected.
+        return await _call_tool(ctx, {**params, "name": inner, "arguments": arguments}, inner, check_marks=False)
+    return await _call_tool(ctx, params, name, check_marks=True)
+
+
+async def _call_tool(ctx: RequestContext, params: JSONObject, name: str, *, check_marks: bool) -> JSONObject:
     ctx.note.tool_name = name
     route = ctx.catalog.tools.get(name)
     if route is None:
@@ -184,7 +198,7 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
     if not decision.allowed:
         ctx.note.status = "denied"
         raise RpcError(INVALID_PARAMS, f"Tool '{name}' is not allowed: {decision.reason}", {"tool": name})
-    if route.param_marks and ctx.era == "modern":
+    if check_marks and route.param_marks and ctx.era == "modern":
         problem = mismatch(route.param_marks, params.get("arguments"), ctx.headers)
         if problem is not None:
             raise RpcError(HEADER_MISMATCH, problem)

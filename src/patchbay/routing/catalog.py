@@ -64,6 +64,8 @@ class Catalog:
     resource_owner: dict[str, Upstream] = field(default_factory=dict)
     # Enabled tools held back because their upstream changed them: exposed name -> tool id.
     quarantined: dict[str, str] = field(default_factory=dict)
+    # Compact mode: clients see a search tool and a call tool (``patchbay.mcp.compact``).
+    compact: bool = False
 
     def upstream_by_slug(self, slug: str) -> Upstream | None:
         for up in self.upstreams:
@@ -195,6 +197,7 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
         capabilities=aggregate_capabilities(ordered),
         instructions="\n".join(instructions) or None,
         quarantined=quarantined,
+        compact=server.compact,
     )
 
 
