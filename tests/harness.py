@@ -56,7 +56,9 @@ async def serving_gateway(settings: Settings) -> AsyncIterator[tuple[str, Gatewa
     """Serve the gateway on a free loopback port; yields its base URL and its live objects."""
     port = free_port()
     app = create_app(settings.model_copy(update={"port": port}))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(20):

@@ -23,6 +23,7 @@ from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.context import RequestContext
 from patchbay.mcp.handlers import CACHEABLE, Handler
 from patchbay.mcp.protocol import ERROR_HTTP_STATUS, INTERNAL_ERROR, INVALID_PARAMS, RpcError
+from patchbay.mcp.resume import StreamLog, resumable
 from patchbay.web.asgi import JSON_HEADERS, SSE_HEADERS, send_bytes, sse_event
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ async def run_exchange(
     task.add_done_callback(lambda _t: wake.set())
     channel.on_activity = wake.set
     streaming = False
+    log: StreamLog | None = None
     written = 0
     headers = extra_headers or []
     while True:
@@ -108,13 +110,18 @@ async def run_exchange(
             if not streaming:
                 await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
                 streaming = True
-            chunk = sse_event(message)
+                if ctx.session is not None and resumable(ctx.protocol_version):
+                    log = StreamLog(ctx.gateway.store, session_id=ctx.session.id)
+                    primer = await log.priming()
+                    written += len(primer)
+                    await send({"type": "http.response.body", "body": primer, "more_body": True})
+            chunk = await log.event(message) if log is not None else sse_event(message)
             written += len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         if task.done():
             response, code = _response(ctx, method, task)
             if streaming:
-                chunk = sse_event(response)
+                chunk = await log.event(response, final=True) if log is not None else sse_event(response)
                 await send({"type": "http.response.body", "body": chunk, "more_body": False})
                 return Outcome(200, written + len(chunk), code)
             body = orjson.dumps(response)

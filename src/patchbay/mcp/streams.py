@@ -21,18 +21,13 @@ from patchbay.mcp.live import KIND_CAPABILITY, PROMPTS, RESOURCES, TOOLS, Listen
 from patchbay.mcp.protocol import META_SUBSCRIPTION_ID
 from patchbay.mcp.session import LegacySession, server_events_channel
 from patchbay.routing.catalog import Catalog
-from patchbay.web.asgi import SSE_HEADERS, sse_event
+from patchbay.web.asgi import SSE_HEADERS, sse_event, until_disconnect
 
 if TYPE_CHECKING:
     from patchbay.mcp.context import RequestContext
     from patchbay.runtime import Gateway
 
 KEEPALIVE_SECONDS = 15.0
-
-
-async def _until_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 # Turns a message published on the stream's channels into what the client gets (None: skip it).
@@ -59,7 +54,7 @@ async def _pump(
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         if not first:
             await send({"type": "http.response.body", "body": b": open\n\n", "more_body": True})
-        gone = asyncio.ensure_future(_until_disconnect(receive))
+        gone = asyncio.ensure_future(until_disconnect(receive))
         iterator = messages.__aiter__()
         nxt: asyncio.Future[tuple[str, bytes]] | None = None
         mine: asyncio.Future[JSONObject] | None = None

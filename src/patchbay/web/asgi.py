@@ -69,3 +69,9 @@ async def send_json(send: Send, status: int, payload: Any, extra: list[tuple[byt
 
 def sse_event(message: JSONObject) -> bytes:
     return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
+
+
+async def until_disconnect(receive: Receive) -> None:
+    """Return when the client has gone away (a long-lived stream's watchdog)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

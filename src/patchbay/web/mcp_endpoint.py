@@ -44,6 +44,7 @@ from patchbay.mcp.protocol import (
     RpcError,
     error_message,
 )
+from patchbay.mcp.resume import owns, parse_event_id, replay
 from patchbay.mcp.session import LegacySession, reply_channel, session_channel
 from patchbay.mcp.streams import serve_legacy_stream, serve_listen
 from patchbay.runtime import Gateway
@@ -407,7 +408,22 @@ class McpEndpoint:
         if "text/event-stream" not in headers.get("accept", ""):
             await send_json(send, 406, error_message(None, INVALID_REQUEST, "Accept must include text/event-stream"))
             return
+        last_event_id = headers.get("last-event-id")
+        if last_event_id is not None:
+            await self._resume(receive, send, session, principal, last_event_id)
+            return
         await serve_legacy_stream(self.gw, session, principal, receive, send, session_channel(session.id))
+
+    async def _resume(
+        self, receive: Receive, send: Send, session: LegacySession, principal: Principal, last_event_id: str
+    ) -> None:
+        parsed = parse_event_id(last_event_id)
+        if parsed is None or not await owns(self.gw.store, parsed[0], session.id):
+            # Not one of this session's response streams (or it expired): a fresh stream loses nothing
+            # the client can still get, so serve the session's standalone stream instead.
+            await serve_legacy_stream(self.gw, session, principal, receive, send, session_channel(session.id))
+            return
+        await replay(self.gw.store, parsed[0], parsed[1], receive, send)
 
     async def _delete(self, send: Send, headers: dict[str, str], principal: Principal) -> None:
         session = await self._own_session(headers, principal)
