@@ -60,7 +60,7 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.resources = ResourceWatcher(self.pool, self._upstream_event)
-        self.live = LiveFeed(self.sessionmaker, self.watcher, self.catalogs)
+        self.live = LiveFeed(self.sessionmaker, self.watcher)
 
     def visible_tools(self, principal: Principal, catalog: Catalog) -> list[JSONObject]:
         """The tool definitions a key may see, cached per catalog revision and permission set.

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from patchbay.errors import PatchbayError
 from patchbay.jsonrpc_types import JSONObject
-from patchbay.routing.catalog import Catalog, CatalogCache
+from patchbay.routing.catalog import Catalog
 from patchbay.store.changes import ChangeWatcher
-from patchbay.store.models import ApiKey, Server
+from patchbay.store.models import ApiKey, Server, ServerTemplateLink
 
 logger = logging.getLogger(__name__)
 
@@ -63,18 +62,16 @@ class Listener:
 
 
 def upstream_ids(catalog: Catalog) -> tuple[str, ...]:
+    """The server's upstreams as the live feed compares them (in link order)."""
     return tuple(u.template_id for u in catalog.upstreams)
 
 
 class LiveFeed:
     """The streams of this process, and the task that tells them about changes."""
 
-    def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], watcher: ChangeWatcher, catalogs: CatalogCache
-    ) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], watcher: ChangeWatcher) -> None:
         self._sessionmaker = sessionmaker
         self._watcher = watcher
-        self._catalogs = catalogs
         self._listeners: set[Listener] = set()
         self._task: asyncio.Task[None] | None = None
         self._joined = asyncio.Event()
@@ -128,17 +125,24 @@ class LiveFeed:
             servers: dict[str, int] = {row[0]: row[1] for row in server_rows.all()}
             key_rows = await session.execute(select(ApiKey.id, ApiKey.revision).where(ApiKey.id.in_(key_ids)))
             keys: dict[str, int] = {row[0]: row[1] for row in key_rows.all()}
-        catalogs: dict[str, Catalog | None] = {}
+            moved = {i.server_id for i in listeners if servers.get(i.server_id, i.server_revision) != i.server_revision}
+            links: dict[str, list[str]] = {server_id: [] for server_id in moved}
+            if moved:
+                # The links alone say whether prompts and resources may have changed: no catalog is built here.
+                link_rows = await session.execute(
+                    select(ServerTemplateLink.server_id, ServerTemplateLink.template_id)
+                    .where(ServerTemplateLink.server_id.in_(moved))
+                    .order_by(ServerTemplateLink.position, ServerTemplateLink.template_id)
+                )
+                for server_id, template_id in link_rows.all():
+                    links[server_id].append(template_id)
         for item in listeners:
             methods: list[str] = []
             server_rev = servers.get(item.server_id)
             if server_rev is not None and server_rev != item.server_revision:
                 methods.append(TOOLS)
-                if item.server_id not in catalogs:
-                    catalogs[item.server_id] = await self._catalog(item.server_id, server_rev)
-                catalog = catalogs[item.server_id]
-                now = upstream_ids(catalog) if catalog is not None else ()
-                if catalog is None or now != item.upstreams:
+                now = tuple(links.get(item.server_id, ()))
+                if now != item.upstreams:
                     methods += [PROMPTS, RESOURCES]
                     item.upstreams = now
                 item.server_revision = server_rev
@@ -148,12 +152,6 @@ class LiveFeed:
                     methods.append(TOOLS)
                 item.key_revision = key_rev
             item.send(methods)
-
-    async def _catalog(self, server_id: str, revision: int) -> Catalog | None:
-        try:
-            return await self._catalogs.get(server_id, revision)
-        except PatchbayError:
-            return None
 
     async def aclose(self) -> None:
         if self._task is not None:
