@@ -93,7 +93,9 @@ class Gateway:
     async def _upstream_event(self, spec_key: str, method: str, params: JSONObject) -> None:
         """Fan an upstream's connection-level event out to every server that routes to it."""
         if method == "notifications/tools/list_changed":
-            self.request_sync(spec_key.partition(":")[0])
+            # Pool keys are "template" or "template:org" (an org's own credentials): ask on that connection.
+            template_id, _, org_id = spec_key.partition(":")
+            self.request_sync(template_id, org_id or None)
             return
         if method not in RELAYED_EVENTS:
             return
@@ -101,15 +103,15 @@ class Gateway:
         for server_id in self.catalogs.servers_using(spec_key):
             await self.store.publish(server_events_channel(server_id), message)
 
-    def request_sync(self, template_id: str) -> None:
+    def request_sync(self, template_id: str, org_id: str | None = None) -> None:
         """Re-discover an upstream soon; requests arriving while one runs fold into one more run."""
         running = self._syncing.get(template_id)
         if running is not None and not running.done():
             self._sync_again.add(template_id)
             return
-        self._syncing[template_id] = asyncio.create_task(self._sync(template_id))
+        self._syncing[template_id] = asyncio.create_task(self._sync(template_id, org_id))
 
-    async def _sync(self, template_id: str) -> None:
+    async def _sync(self, template_id: str, org_id: str | None) -> None:
         while True:
             self._sync_again.discard(template_id)
             try:
@@ -119,6 +121,7 @@ class Gateway:
                     secret=self.secret,
                     timeout=self.settings.upstream_timeout,
                     pool=self.pool,
+                    org_id=org_id,
                     channel="sync",
                 )
                 if result.quarantined:

@@ -48,7 +48,7 @@ async def test_a_tool_its_upstream_rewrites_is_quarantined_until_approved(
 
         # The upstream changes echo's description and announces it; the gateway re-syncs and holds echo back.
         await client.call_tool("shift__rewrite", {"text": POISON})
-        await inbox.expect(TOOLS_CHANGED)
+        await inbox.expect(TOOLS_CHANGED, within=15.0)  # a re-sync round trip to the upstream first
         listed = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
         assert listed == {"shift__rewrite"}
         with pytest.raises(MCPError, match=r"'shift__echo' is quarantined.*awaits an admin's review"):
@@ -65,6 +65,7 @@ async def test_a_tool_its_upstream_rewrites_is_quarantined_until_approved(
             org = await ensure_default_org(session)
             await approve_tool(session, org_id=org.id, name="shift__echo")
 
+        inbox.seen.clear()  # the upstream's own announcement may also have reached the client: only new ones count
         await change(sessionmaker, approve)
         await inbox.expect(TOOLS_CHANGED)
         tools = {t.name: t for t in (await client.list_tools(cache_mode="refresh")).tools}

@@ -20,14 +20,19 @@ async def sync_upstream(
     secret: bytes,
     timeout: float,  # noqa: ASYNC109 - bounds discovery, which happens outside any transaction
     pool: UpstreamPool | None = None,
+    org_id: str | None = None,
     channel: str = "cli",
 ) -> SyncResult:
-    """Ask the upstream for its tools now and store them (rewritten ones are quarantined)."""
+    """Ask the upstream for its tools now and store them (rewritten ones are quarantined).
+
+    ``org_id`` picks whose credentials to ask with (default: the upstream's own org), and with
+    them which pooled connection is reused.
+    """
     async with sessionmaker() as session:
         template = await session.get(ServerTemplate, template_id)
         if template is None:
             raise NotFound(f"upstream {template_id} does not exist")
-        spec = await upstream_spec(session, template=template, org_id=template.org_id, secret=secret)
+        spec = await upstream_spec(session, template=template, org_id=org_id or template.org_id, secret=secret)
     # No transaction stays open while the upstream is asked: that may take seconds.
     found = await discover(spec, timeout=timeout, pool=pool)
     async with sessionmaker() as session:
