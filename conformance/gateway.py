@@ -1,11 +1,13 @@
 """Put the conformance fixture behind a real Patchbay process and run the suites through it.
 
-    python conformance/gateway.py [--transport streamable_http|stdio] [--only RUN]...
+    python conformance/gateway.py [--transport streamable_http|stdio] [--legacy-upstream] [--only RUN]...
 
 Starts the fixture (HTTP) or lets the gateway spawn it (stdio), provisions a fresh data
 dir with the CLI (upstream with plain names, user, server, key), starts `patchbay serve`,
 runs `run.py` against `/mcp/k/<key>`, then `compare.py` against a direct run. Exits with
 compare's status: non-zero when a scenario passes directly but not through the gateway.
+`--legacy-upstream` makes the HTTP fixture refuse 2026-07-28, so the gateway speaks the
+handshake era upstream while clients of both eras use it.
 """
 
 from __future__ import annotations
@@ -39,9 +41,18 @@ def _cli(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def _start_fixture() -> tuple[subprocess.Popen[str], str]:
+def _start_fixture(*extra: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fixtures.conformance_server", "--transport", "streamable-http", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "tests.fixtures.conformance_server",
+            "--transport",
+            "streamable-http",
+            "--port",
+            "0",
+            *extra,
+        ],
         cwd=REPO,
         stderr=subprocess.PIPE,
         text=True,
@@ -73,10 +84,11 @@ def _wait_healthy(url: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--transport", choices=["streamable_http", "stdio"], default="streamable_http")
+    parser.add_argument("--legacy-upstream", action="store_true")
     parser.add_argument("--only", action="append", default=[])
     args = parser.parse_args()
     only = [a for run in args.only for a in ("--only", run)]
-    label = f"gateway-{args.transport}"
+    label = f"gateway-{args.transport}" + ("-legacy-upstream" if args.legacy_upstream else "")
     processes: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory(prefix="pb-conformance-") as home:
         env = {**os.environ, "PATCHBAY_HOME": home, "PATCHBAY_SECRET_KEY": "conformance-secret-0123456789abcdef"}
@@ -85,7 +97,7 @@ def main() -> int:
                 command = f"{sys.executable} -m tests.fixtures.conformance_server --transport stdio"
                 _cli(env, "upstream", "add", "conformance", "--command", command)
             else:
-                fixture, fixture_url = _start_fixture()
+                fixture, fixture_url = _start_fixture(*(["--legacy-only"] if args.legacy_upstream else []))
                 processes.append(fixture)
                 _cli(env, "upstream", "add", "conformance", "--url", fixture_url)
             _cli(env, "user", "create", "conformance@example.com")
@@ -105,8 +117,10 @@ def main() -> int:
             direct = RESULTS / "direct.json"
             if not direct.exists():
                 subprocess.run([sys.executable, str(HERE / "run.py"), "fixture", "direct", *only], check=True)
+            known = ["--known", str(HERE / "legacy-upstream-known.json")] if args.legacy_upstream else []
             return subprocess.run(
-                [sys.executable, str(HERE / "compare.py"), str(direct), str(RESULTS / f"{label}.json")], check=False
+                [sys.executable, str(HERE / "compare.py"), str(direct), str(RESULTS / f"{label}.json"), *known],
+                check=False,
             ).returncode
         finally:
             for proc in processes:

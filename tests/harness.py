@@ -175,3 +175,27 @@ async def make_key(
         )
         await session.commit()
         return secret
+
+
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+def modern_tool_call(key: str, tool: str, arguments: dict[str, object], call_id: int = 1) -> dict[str, object]:
+    """Keyword arguments for ``httpx.AsyncClient.post("/mcp", ...)``: one stateless 2026-07-28 tools/call."""
+    return {
+        "json": {
+            "jsonrpc": "2.0",
+            "id": call_id,
+            "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments, "_meta": MODERN_META},
+        },
+        "headers": {
+            "Authorization": f"Bearer {key}",
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": tool,
+        },
+    }

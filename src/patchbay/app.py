@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from patchbay.runtime import Gateway, build_gateway
 from patchbay.settings import Settings
 from patchbay.web.mcp_endpoint import McpEndpoint
+from patchbay.web.metrics import metrics_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,11 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Edge:
             checks["shared_store"] = "ok" if await asyncio.wait_for(gw.store.ping(), 2.0) else "error"
         except Exception as exc:  # noqa: BLE001 - same: report, don't raise
             checks["shared_store"] = f"error: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(gw.objects.ping(), 5.0)
+            checks["object_store"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - same: report, don't raise
+            checks["object_store"] = f"error: {type(exc).__name__}"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
 
@@ -88,6 +94,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Edge:
             Route("/mcp/k/{key}", mcp, methods=["GET", "POST", "DELETE"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
         ],
         lifespan=lifespan,
     )
@@ -102,7 +109,7 @@ def serve(settings: Settings) -> None:
     from patchbay.bootstrap import prepare_database
     from patchbay.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     prepare_database(settings)
     app = create_app(settings)
     logger.info("Patchbay listening on http://%s:%s/mcp", settings.host, settings.port)

@@ -5,23 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from patchbay.audit.metrics import CallMetrics
+from patchbay.audit.objects import ObjectStore, make_object_store
+from patchbay.audit.payloads import PayloadWriter
+from patchbay.audit.tracing import Tracing, make_tracing
 from patchbay.audit.writer import AuditWriter
 from patchbay.auth.principal import Principal
 from patchbay.auth.resolver import KeyResolver
 from patchbay.errors import PatchbayError
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.live import LiveFeed
+from patchbay.mcp.relay import ContinuationRelay
 from patchbay.mcp.resource_watch import ResourceWatcher
 from patchbay.mcp.session import SessionStore, server_events_channel
 from patchbay.policy.tools import visible
 from patchbay.routing.catalog import Catalog, CatalogCache
 from patchbay.routing.upstream.pool import UpstreamPool
+from patchbay.services.audit_logs import prune_logs
 from patchbay.services.upstream_sync import linked_upstreams, sync_upstream
 from patchbay.settings import Settings
 from patchbay.state import make_store
@@ -32,6 +40,7 @@ from patchbay.store.db import make_engine, make_sessionmaker
 logger = logging.getLogger(__name__)
 
 _LIST_CACHE_SIZE = 4096
+_RETENTION_INTERVAL = 3600.0
 RELAYED_EVENTS = frozenset(
     {"notifications/resources/updated", "notifications/prompts/list_changed", "notifications/resources/list_changed"}
 )
@@ -50,16 +59,26 @@ class Gateway:
     catalogs: CatalogCache
     sessions: SessionStore
     watcher: ChangeWatcher
+    objects: ObjectStore
+    payloads: PayloadWriter
     continuations: dict[str, object] = field(default_factory=dict)
+    # Names this process in input_required tokens, so a retry on another replica finds its way back.
+    node_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    relay: ContinuationRelay = field(init=False)
     resources: ResourceWatcher = field(init=False)
     live: LiveFeed = field(init=False)
     _tool_lists: OrderedDict[tuple[str, int, object], list[JSONObject]] = field(default_factory=OrderedDict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _syncing: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _sync_again: set[str] = field(default_factory=set)
+    metrics: CallMetrics = field(default_factory=CallMetrics)
+    tracing: Tracing | None = None
+    tool_list_lookups: int = 0  # for /metrics: hits are lookups minus misses
+    tool_list_misses: int = 0
 
     def __post_init__(self) -> None:
         self.resources = ResourceWatcher(self.pool, self._upstream_event)
+        self.relay = ContinuationRelay(self.store, self.node_id, self.continuations)
         self.live = LiveFeed(self.sessionmaker, self.watcher)
 
     def visible_tools(self, principal: Principal, catalog: Catalog) -> list[JSONObject]:
@@ -70,8 +89,10 @@ class Gateway:
         """
         grants: object = "*" if principal.all_tools else frozenset(principal.grants.items())
         key = (catalog.server_id, catalog.revision, grants)
+        self.tool_list_lookups += 1
         found = self._tool_lists.get(key)
         if found is None:
+            self.tool_list_misses += 1
             found = [r.definition for r in catalog.tools.values() if visible(principal, r)]
             self._tool_lists[key] = found
             if len(self._tool_lists) > _LIST_CACHE_SIZE:
@@ -85,10 +106,14 @@ class Gateway:
         self.pool.on_notification(self._upstream_event)
         await self.pool.start()
         await self.audit.start()
+        await self.payloads.start()
+        await self.relay.start()
         self.live.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         if self.settings.upstream_sync_seconds > 0:
             self._tasks.append(asyncio.create_task(self._periodic_sync()))
+        if self.settings.audit_retention_days is not None:
+            self._tasks.append(asyncio.create_task(self._retention(self.settings.audit_retention_days)))
 
     async def _upstream_event(self, spec_key: str, method: str, params: JSONObject) -> None:
         """Fan an upstream's connection-level event out to every server that routes to it."""
@@ -153,6 +178,18 @@ class Gateway:
             except Exception:  # keep the loop alive whatever the database does
                 logger.exception("could not record key usage")
 
+    async def _retention(self, days: float) -> None:
+        # Every replica may prune: deleting what another replica already deleted is harmless.
+        while True:
+            try:
+                cutoff = datetime.now(UTC) - timedelta(days=days)
+                pruned = await prune_logs(self.sessionmaker, self.objects, older_than=cutoff)
+                if pruned.records:
+                    logger.info("retention: pruned %d audit records and %d payloads", pruned.records, pruned.payloads)
+            except Exception:  # keep the loop alive whatever the database or object store does
+                logger.exception("audit retention run failed; retrying later")
+            await asyncio.sleep(_RETENTION_INTERVAL)
+
     async def aclose(self) -> None:
         for task in [*self._tasks, *self._syncing.values()]:
             task.cancel()
@@ -162,7 +199,13 @@ class Gateway:
             await self.resolver.flush_last_used()
         await self.live.aclose()
         await self.resources.aclose()
+        await self.relay.aclose()
+        # Payloads first: each one hands its record to the audit writer when it is stored.
+        await self.payloads.aclose()
         await self.audit.aclose()
+        await self.objects.aclose()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
         await self.pool.aclose()
         await self.store.aclose()
         await self.watcher.aclose()
@@ -175,6 +218,9 @@ def build_gateway(settings: Settings) -> Gateway:
     sessionmaker = make_sessionmaker(engine)
     store = make_store(settings)
     watcher = make_watcher(engine, engine.url.database if engine.dialect.name == "sqlite" else None)
+    metrics = CallMetrics()
+    audit = AuditWriter(sessionmaker, observe=metrics.observe)
+    objects = make_object_store(settings.object_store_url, default_root=settings.objects_dir)
     return Gateway(
         settings=settings,
         secret=secret,
@@ -186,7 +232,11 @@ def build_gateway(settings: Settings) -> Gateway:
             idle_seconds=settings.stdio_idle_seconds,
             connect_timeout=settings.upstream_connect_timeout,
         ),
-        audit=AuditWriter(sessionmaker),
+        audit=audit,
+        metrics=metrics,
+        tracing=make_tracing(settings.otlp_endpoint),
+        objects=objects,
+        payloads=PayloadWriter(objects, audit, cap=settings.payload_max_bytes),
         resolver=KeyResolver(sessionmaker, secret, watcher),
         watcher=watcher,
         catalogs=CatalogCache(sessionmaker, secret),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,11 +47,23 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = 3600
 
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    # Audit trail: request/response bodies per call (redacted, gzip JSON), and how long records live.
+    payload_max_bytes: int = Field(default=256 * 1024, ge=0, description="bigger bodies are stored as a stub")
+    audit_retention_days: float | None = Field(default=None, gt=0, description="unset: keep records forever")
+
+    # OpenTelemetry: spans are made and exported only when an OTLP/HTTP endpoint is set.
+    otlp_endpoint: str | None = None
 
     @field_validator("database_url")
     @classmethod
     def _normalise_db_url(cls, value: str | None) -> str | None:
         return normalise_database_url(value) if value else value
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.home / "objects"
 
     @property
     def sqlite_path(self) -> Path:

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from patchbay.jsonrpc_types import JSONObject
-from patchbay.routing.upstream.base import Era, UpstreamSpec
+from patchbay.routing.upstream.base import Era, StreamState, UpstreamSpec
 from patchbay.routing.upstream.pool import UpstreamPool
 from tests.fixtures.servers import REPO_ROOT, garbage_stdio_command, running_fixture_sync, stdio_command
 
@@ -67,9 +67,14 @@ class RecordingSink:
         self.answer = answer
         self.got_notification = anyio.Event()
 
+        self.stream_states: list[str] = []
+
     async def notification(self, message: JSONObject) -> None:
         self.notifications.append(message)
         self.got_notification.set()
+
+    def upstream_stream(self, state: StreamState) -> None:
+        self.stream_states.append(state)
 
     async def request(self, message: JSONObject) -> JSONObject:
         self.requests.append(message)

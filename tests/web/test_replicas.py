@@ -140,3 +140,57 @@ async def test_a_change_reaches_clients_of_every_replica_within_a_second(
         for client in (legacy, modern):
             names = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
             assert "fx__add" not in names and "fx__echo" in names
+
+
+@pytest.fixture
+async def replicas_over_a_legacy_upstream(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[tuple[str, str, str]]:
+    """A pre-2026 upstream: its elicitation parks the call in the gateway process that made it."""
+    await add_upstreams(sessionmaker, settings, [Upstream(name="old", command=stdio_command("--era", "legacy"))])
+    await make_server(sessionmaker, name="main", upstreams=["old"])
+    key = await make_key(sessionmaker, settings, server="main")
+    shared = settings.model_copy(update={"redis_url": REDIS})
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(running_gateway(shared))
+        b = await stack.enter_async_context(running_gateway(shared))
+        yield a, b, key
+
+
+def _modern_call(request_id: int, params: dict[str, Any]) -> dict[str, Any]:
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+        "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+    }
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {**params, "_meta": meta}}
+
+
+async def test_an_input_required_retry_may_arrive_at_another_replica(
+    replicas_over_a_legacy_upstream: tuple[str, str, str],
+) -> None:
+    a, b, key = replicas_over_a_legacy_upstream
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "Accept": ACCEPT,
+        "Mcp-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "old__elicit",
+    }
+    call = {"name": "old__elicit", "arguments": {"message": "who?"}}
+    async with httpx.AsyncClient(timeout=20) as http:
+        first = await http.post(f"{a}/mcp", json=_modern_call(1, call), headers=headers)
+        round_ = first.json()["result"]
+        assert round_["resultType"] == "input_required"
+        (request_key,) = round_["inputRequests"]
+        answers = {request_key: {"action": "accept", "content": {"answer": "ada"}}}
+        retry = {**call, "inputResponses": answers, "requestState": round_["requestState"]}
+        relayed = await http.post(f"{b}/mcp", json=_modern_call(2, retry), headers=headers)
+        # The same token again is spent, wherever it is sent.
+        replayed = await http.post(f"{b}/mcp", json=_modern_call(3, retry), headers=headers)
+    assert relayed.status_code == 200
+    final = relayed.json()
+    assert final["id"] == 2
+    assert "ada" in final["result"]["content"][0]["text"]
+    assert replayed.status_code == 400
+    assert "requestState" in replayed.json()["error"]["message"]

@@ -7,28 +7,46 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
+import mcp_types as types
 import orjson
 import pytest
+from mcp import Client
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from patchbay.settings import Settings
-from tests.fixtures.servers import running_fixture
+from tests.fixtures.servers import running_fixture, spawn_ready
 from tests.harness import Upstream, add_upstreams, initialize_request, make_key, make_server, running_gateway
+from tests.routing.test_http_polling import CONFORMANCE
 
 pytestmark = pytest.mark.anyio
 
 ACCEPT = "application/json, text/event-stream"
 
 
+async def _gateway_over(
+    stack: AsyncExitStack, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], upstream: Upstream
+) -> str:
+    await add_upstreams(sessionmaker, settings, [upstream])
+    await make_server(sessionmaker, name="main", upstreams=[upstream.name])
+    key = await make_key(sessionmaker, settings, server="main")
+    base = await stack.enter_async_context(running_gateway(settings))
+    return f"{base}/mcp/k/{key}"
+
+
+@pytest.fixture
+async def polling_gateway(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[str]:
+    """A gateway over the conformance fixture, whose ``test_reconnection`` closes its stream mid-call."""
+    async with AsyncExitStack() as stack:
+        # A pre-2026 upstream: only the handshake era has streams to poll.
+        fixture = await stack.enter_async_context(spawn_ready([*CONFORMANCE, "--legacy-only"]))
+        yield await _gateway_over(stack, settings, sessionmaker, Upstream(name="cf", url=fixture.url))
+
+
 @pytest.fixture
 async def gateway(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[str]:
     async with AsyncExitStack() as stack:
         url = await stack.enter_async_context(running_fixture("streamable-http"))
-        await add_upstreams(sessionmaker, settings, [Upstream(name="fx", url=url)])
-        await make_server(sessionmaker, name="main", upstreams=["fx"])
-        key = await make_key(sessionmaker, settings, server="main")
-        base = await stack.enter_async_context(running_gateway(settings))
-        yield f"{base}/mcp/k/{key}"
+        yield await _gateway_over(stack, settings, sessionmaker, Upstream(name="fx", url=url))
 
 
 async def _open_session(http: httpx.AsyncClient, url: str, version: str = "2025-11-25") -> dict[str, str]:
@@ -116,3 +134,28 @@ async def test_clients_before_2025_11_25_get_no_priming_event(gateway: str) -> N
             events = [event async for event in _events(r)]
     assert [orjson.loads(e["data"]).get("method") for e in events] == ["notifications/progress", None]
     assert all("id" not in e for e in events)
+
+
+async def test_an_upstream_poll_is_mirrored_and_the_client_resumes_for_the_result(polling_gateway: str) -> None:
+    async with httpx.AsyncClient(timeout=20) as http:
+        headers = await _open_session(http, polling_gateway)
+        call = _call("cf__test_reconnection", {})
+        async with http.stream("POST", polling_gateway, json=call, headers=headers) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            before = [event async for event in _events(r)]
+        # The upstream closed its stream to be polled; so did the gateway, after the priming event only.
+        assert [e["data"] for e in before] == [""]
+        resume = {**headers, "Accept": "text/event-stream", "Last-Event-ID": before[0]["id"]}
+        async with http.stream("GET", polling_gateway, headers=resume) as resumed:
+            after = [event async for event in _events(resumed)]
+    final = orjson.loads(after[-1]["data"])
+    assert final["id"] == 7
+    assert final["result"]["content"][0]["text"] == "Reconnection test completed"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_sdk_clients_get_the_result_of_a_polled_call(polling_gateway: str, mode: str) -> None:
+    async with Client(polling_gateway, mode=mode) as client:
+        result = await client.call_tool("cf__test_reconnection", {})
+    block = result.content[0]
+    assert isinstance(block, types.TextContent) and block.text == "Reconnection test completed"

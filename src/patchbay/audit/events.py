@@ -35,6 +35,7 @@ class AuditEvent:
     user_agent: str | None = None
     request_id: str | None = None
     event: str | None = None
+    detail: str | None = None
     payload_key: str | None = None
     payload_stored_at: datetime | None = None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -68,6 +68,7 @@ class AuditWriter:
         flush_interval: float = 0.05,
         retry_initial: float = 0.1,
         retry_max: float = 5.0,
+        observe: Callable[[AuditEvent], None] | None = None,
     ) -> None:
         if max_queue < 1 or batch_size < 1:
             raise ValueError("max_queue and batch_size must be at least 1")
@@ -77,6 +78,8 @@ class AuditWriter:
         self._flush_interval = flush_interval
         self._retry_initial = retry_initial
         self._retry_max = retry_max
+        # Sees every event as the worker takes it: metrics are counted here, off the request path.
+        self._observe = observe
 
         self._queue: deque[AuditEvent] = deque()
         self._state: Literal["new", "running", "closing", "closed"] = "new"
@@ -199,6 +202,8 @@ class AuditWriter:
                 count = min(self._batch_size, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(count)]
                 self._room.fire()
+                if self._observe is not None:
+                    self._observe_all(batch)
                 await self._write([event.as_row() for event in batch])
                 self._settled += count
                 self._progress.fire()
@@ -206,6 +211,14 @@ class AuditWriter:
             self._worker_running = False
             self._progress.fire()
             self._room.fire()
+
+    def _observe_all(self, batch: list[AuditEvent]) -> None:
+        assert self._observe is not None
+        try:
+            for event in batch:
+                self._observe(event)
+        except Exception:  # a metrics bug must not stop records from being written
+            logger.exception("the audit observer failed")
 
     def _mark_closed(self) -> None:
         self._state = "closed"

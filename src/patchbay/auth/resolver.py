@@ -55,6 +55,8 @@ class KeyResolver:
         self._cache: dict[str, tuple[Principal, datetime | None]] = {}
         self._grants: dict[tuple[str, int], dict[str, ToolGrant]] = {}
         self._used: dict[str, datetime] = {}
+        self.hits = 0  # for /metrics
+        self.misses = 0
 
     async def resolve(self, raw_key: str) -> Principal:
         """The principal of ``raw_key``; raises Unauthenticated with the reason otherwise."""
@@ -68,11 +70,13 @@ class KeyResolver:
         hit = self._cache.get(digest)
         now = datetime.now(UTC)
         if hit is not None:
+            self.hits += 1
             principal, expires = hit
             if expires is not None and expires <= now:
                 raise Unauthenticated(f"API key {principal.key_prefix} expired at {expires.isoformat()}")
             self._used[principal.key_id] = now
             return principal
+        self.misses += 1
         principal, expires = await self._lookup(digest, now)
         if len(self._cache) >= _CACHE_SIZE:
             self._cache.clear()

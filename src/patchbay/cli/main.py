@@ -15,7 +15,7 @@ import typer
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from typer.core import TyperGroup
 
-from patchbay.cli import db, keys, serve, servers, tools, upstreams, users
+from patchbay.cli import db, keys, logs, serve, servers, tools, upstreams, users
 from patchbay.cli.runtime import CliState
 from patchbay.errors import PatchbayError
 
@@ -102,6 +102,7 @@ app.add_typer(servers.app, name="server")
 app.add_typer(keys.app, name="key")
 app.add_typer(tools.app, name="tool")
 app.add_typer(db.app, name="db")
+app.add_typer(logs.app, name="logs")
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from patchbay.services.server_changes import (
     set_server_options,
     unlink_upstreams,
 )
-from patchbay.services.servers import create_server, get_server, set_tools_enabled
+from patchbay.services.servers import create_server, get_server, set_payload_capture, set_tools_enabled
 from patchbay.services.tools import ToolRow, server_tools
 
 app = typer.Typer(help="Servers: what one MCP endpoint exposes.", no_args_is_help=True)
@@ -216,3 +216,24 @@ def set_(
         return
     mode = "on" if options["compact"] else "off"
     typer.echo(f"server {options['slug']}: new tools {options['new_tools']}, compact {mode}")
+
+
+@app.command("capture")
+def capture(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Server name or slug.")],
+    enabled: Annotated[
+        bool, typer.Option("--on/--off", help="Store request and response bodies of this server's calls.")
+    ],
+) -> None:
+    """Switch payload capture (redacted bodies in the object store) for one server."""
+
+    async def work(env: Env) -> str:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            server = await get_server(session, org_id=org.id, name_or_slug=name)
+            await set_payload_capture(session, server=server, enabled=enabled)
+            return server.slug
+
+    slug = run(ctx, work)
+    typer.echo(f"payload capture for server {slug} is {'on' if enabled else 'off'}")

@@ -18,8 +18,9 @@ from typing import Any, Literal
 import orjson
 
 from patchbay.jsonrpc_types import JSONObject
-from patchbay.mcp.protocol import INTERNAL_ERROR, MISSING_CLIENT_CAPABILITY
+from patchbay.mcp.protocol import INTERNAL_ERROR, LOG_LEVELS, MISSING_CLIENT_CAPABILITY
 from patchbay.mcp.session import reply_channel
+from patchbay.routing.upstream.base import StreamState
 from patchbay.state.base import SharedStore
 
 Era = Literal["legacy", "modern"]
@@ -54,6 +55,7 @@ class ResponseChannel:
         store: SharedStore,
         client_capabilities: JSONObject,
         progress_token: Any = None,
+        log_level: str | None = None,
         request_timeout: float = 300.0,
     ) -> None:
         self.era = era
@@ -63,9 +65,20 @@ class ResponseChannel:
         self._store = store
         self._caps = client_capabilities
         self._progress_token = progress_token
+        # A 2026-07-28 client gets log messages only when its request asked for a level;
+        # a legacy client gets them all unless its session set one.
+        self._min_log = _severity(log_level) if log_level is not None else (0 if era == "legacy" else None)
         self._timeout = request_timeout
+        # What the upstream's answer looks like: an event stream ("open"), one it closed to be polled ("paused").
+        self.upstream_state: StreamState | None = None
         # Set by the exchange that is writing this request's response, to wake it up.
         self.on_activity: Callable[[], None] | None = None
+
+    def upstream_stream(self, state: StreamState) -> None:
+        """Mirror the upstream's streaming: a resumable client gets an event stream, closed when it is polled."""
+        self.upstream_state = state
+        if self.on_activity is not None:
+            self.on_activity()
 
     def _put(self, message: JSONObject) -> None:
         self.queue.put_nowait(message)
@@ -74,9 +87,19 @@ class ResponseChannel:
 
     async def notification(self, message: JSONObject) -> None:
         """Relay a request-scoped notification (the pool has already restored the progress token)."""
-        if message.get("method") == "notifications/progress" and self._progress_token is None:
+        method = message.get("method")
+        if method == "notifications/progress" and self._progress_token is None:
+            return
+        if method == "notifications/message" and not self._wants_log(message):
             return
         self._put(message)
+
+    def _wants_log(self, message: JSONObject) -> bool:
+        if self._min_log is None:
+            return False
+        params = message.get("params")
+        level = params.get("level") if isinstance(params, dict) else None
+        return _severity(level) >= self._min_log
 
     async def request(self, message: JSONObject) -> JSONObject:
         """Relay a server→client request; returns the JSON-RPC response for the upstream."""
@@ -84,7 +107,12 @@ class ResponseChannel:
         upstream_id = message.get("id")
         needed = _CAPABILITY_OF.get(method)
         if needed is not None and needed not in self._caps:
-            return _error(upstream_id, MISSING_CLIENT_CAPABILITY, f"the client does not support {method}")
+            return _error(
+                upstream_id,
+                MISSING_CLIENT_CAPABILITY,
+                f"the client does not support {method}",
+                {"requiredCapabilities": {needed: {}}},
+            )
         if self.era == "modern":
             return await self._input_required(method, message)
         gateway_id = f"pb-{next(_ids)}-{secrets.token_hex(6)}"
@@ -130,5 +158,13 @@ class ResponseChannel:
         return current
 
 
-def _error(request_id: Any, code: int, message: str) -> JSONObject:
-    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+def _error(request_id: Any, code: int, message: str, data: JSONObject | None = None) -> JSONObject:
+    error: JSONObject = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+def _severity(level: object) -> int:
+    """A log level's rank; an unknown level counts as the most severe, so it is never hidden by mistake."""
+    return LOG_LEVELS.index(level) if level in LOG_LEVELS else len(LOG_LEVELS)

@@ -24,6 +24,7 @@ from patchbay.mcp.context import RequestContext
 from patchbay.mcp.handlers import CACHEABLE, Handler
 from patchbay.mcp.protocol import ERROR_HTTP_STATUS, INTERNAL_ERROR, INVALID_PARAMS, RpcError
 from patchbay.mcp.resume import StreamLog, resumable
+from patchbay.routing.upstream.base import StreamState
 from patchbay.web.asgi import JSON_HEADERS, SSE_HEADERS, send_bytes, sse_event
 
 logger = logging.getLogger(__name__)
@@ -97,33 +98,28 @@ async def run_exchange(
     wake = asyncio.Event()
     task.add_done_callback(lambda _t: wake.set())
     channel.on_activity = wake.set
-    streaming = False
-    log: StreamLog | None = None
-    written = 0
     headers = extra_headers or []
+    stream = _EventStream(ctx, send, headers)
+    mirrored: StreamState | None = None
     while True:
-        if not task.done() and channel.queue.empty() and not channel.input_ready.is_set():
+        if (
+            not task.done()
+            and channel.queue.empty()
+            and not channel.input_ready.is_set()
+            and channel.upstream_state == mirrored
+        ):
             await wake.wait()
             wake.clear()
+        if channel.upstream_state != mirrored:
+            mirrored = channel.upstream_state
+            await stream.mirror(mirrored)
         while not channel.queue.empty():
-            message = channel.queue.get_nowait()
-            if not streaming:
-                await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
-                streaming = True
-                if ctx.session is not None and resumable(ctx.protocol_version):
-                    log = StreamLog(ctx.gateway.store, session_id=ctx.session.id)
-                    primer = await log.priming()
-                    written += len(primer)
-                    await send({"type": "http.response.body", "body": primer, "more_body": True})
-            chunk = await log.event(message) if log is not None else sse_event(message)
-            written += len(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await stream.write(channel.queue.get_nowait())
         if task.done():
             response, code = _response(ctx, method, task)
-            if streaming:
-                chunk = await log.event(response, final=True) if log is not None else sse_event(response)
-                await send({"type": "http.response.body", "body": chunk, "more_body": False})
-                return Outcome(200, written + len(chunk), code)
+            if stream.started:
+                await stream.write(response, final=True)
+                return Outcome(200, stream.written, code)
             body = orjson.dumps(response)
             status = ERROR_HTTP_STATUS.get(code, 200) if (code is not None and ctx.era == "modern") else 200
             await send_bytes(send, status, body, JSON_HEADERS + headers)
@@ -132,7 +128,8 @@ async def run_exchange(
             round_ = channel.take_round()
             if round_ is None:
                 continue
-            token = CONTINUATION_PREFIX + secrets.token_urlsafe(24)
+            # The token names this replica, so a retry that lands elsewhere can be relayed here.
+            token = f"{CONTINUATION_PREFIX}{ctx.gateway.node_id}.{secrets.token_urlsafe(24)}"
             continuations[token] = Continuation(
                 ctx=ctx, task=task, pending=round_.futures, expires=time.monotonic() + CONTINUATION_TTL
             )
@@ -143,16 +140,71 @@ async def run_exchange(
                 {"resultType": "input_required", "inputRequests": round_.requests, "requestState": token},
             )
             response = {"jsonrpc": "2.0", "id": ctx.request_id, "result": result}
-            if streaming:
-                chunk = sse_event(response)
-                await send({"type": "http.response.body", "body": chunk, "more_body": False})
-                return Outcome(200, written + len(chunk), None)
+            if stream.started:
+                await stream.write(response, final=True)
+                return Outcome(200, stream.written, None)
             body = orjson.dumps(response)
             await send_bytes(send, 200, body, JSON_HEADERS + headers)
             return Outcome(200, len(body), None)
 
 
-def take_continuation(continuations: dict[str, Any], params: JSONObject, ctx: RequestContext) -> Continuation | None:
+class _EventStream:
+    """The SSE side of a response: plain events, or resumable ones for a 2025-11-25 session (SEP-1699)."""
+
+    def __init__(self, ctx: RequestContext, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        self._send = send
+        self._headers = headers
+        self._log: StreamLog | None = None
+        if ctx.session is not None and resumable(ctx.protocol_version):
+            self._log = StreamLog(ctx.gateway.store, session_id=ctx.session.id)
+        self.started = False
+        self.detached = False
+        self.written = 0
+
+    async def _start(self) -> None:
+        self.started = True
+        await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self._headers})
+        if self._log is not None:
+            primer = await self._log.priming()
+            self.written += len(primer)
+            await self._send({"type": "http.response.body", "body": primer, "more_body": True})
+
+    async def write(self, message: JSONObject, *, final: bool = False) -> None:
+        """Send one message (kept for a resuming client when the stream is resumable)."""
+        if not self.started:
+            await self._start()
+        chunk = await self._log.event(message, final=final) if self._log is not None else sse_event(message)
+        self.written += len(chunk)
+        if not self.detached:
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": not final})
+
+    async def mirror(self, state: StreamState | None) -> None:
+        """Follow the upstream: stream when it streams, close when it closes to be polled.
+
+        Only a client that can resume gets either; the others keep a plain response.
+        """
+        if self._log is None or state is None or self.detached:
+            return
+        if not self.started:
+            await self._start()
+        if state == "paused":
+            # The client reconnects with Last-Event-ID; the events keep being recorded meanwhile.
+            self.detached = True
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def continuation_owner(params: JSONObject) -> str | None:
+    """The replica holding the request a retry's ``requestState`` resumes; None when it is not a gateway token."""
+    state = params.get("requestState")
+    if not isinstance(state, str) or not state.startswith(CONTINUATION_PREFIX):
+        return None
+    node, sep, _rest = state[len(CONTINUATION_PREFIX) :].partition(".")
+    return node if sep else None
+
+
+def take_continuation(
+    continuations: dict[str, Any], params: JSONObject, *, key_id: str, request_id: Any
+) -> Continuation | None:
     """The parked handler a retry resumes, with the client's answers delivered; None if not ours."""
     state = params.get("requestState")
     if not isinstance(state, str) or not state.startswith(CONTINUATION_PREFIX):
@@ -162,7 +214,7 @@ def take_continuation(continuations: dict[str, Any], params: JSONObject, ctx: Re
         stale = continuations.pop(token)
         stale.task.cancel()
     found = continuations.pop(state, None)
-    if not isinstance(found, Continuation) or found.ctx.principal.key_id != ctx.principal.key_id:
+    if not isinstance(found, Continuation) or found.ctx.principal.key_id != key_id:
         raise RpcError(INVALID_PARAMS, "requestState is unknown or expired; send the request again without it")
     answers = params.get("inputResponses") or {}
     if not isinstance(answers, dict):
@@ -174,5 +226,5 @@ def take_continuation(continuations: dict[str, Any], params: JSONObject, ctx: Re
             future.set_result({"result": answers[key]})
         else:
             future.set_result({"error": {"code": INVALID_PARAMS, "message": f"the client did not answer {key}"}})
-    found.ctx.request_id = ctx.request_id
+    found.ctx.request_id = request_id
     return found

@@ -410,4 +410,4 @@ REQUIRED_CAPABILITY: dict[str, str] = {
 LEGACY_ONLY = frozenset({"ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
 
 # Results a 2026-07-28 client may cache; they carry a cache scope and TTL.
-CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list"})
+CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"})

@@ -28,6 +28,8 @@ CONNECTION_CLOSED: Final = -32000
 REQUEST_TIMEOUT: Final = -32001
 HEADER_MISMATCH: Final = -32020
 MISSING_CLIENT_CAPABILITY: Final = -32021
+# RFC 5424 severities, least severe first: a client asking for "warning" gets warning and above.
+LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
 RESOURCE_NOT_FOUND: Final = -32002
 

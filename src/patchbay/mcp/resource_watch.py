@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from patchbay.errors import UpstreamError
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.protocol import MODERN_VERSIONS
-from patchbay.routing.upstream.base import UpstreamSpec
+from patchbay.routing.upstream.base import StreamState, UpstreamSpec
 from patchbay.routing.upstream.pool import UpstreamPool
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ class _ListenSink:
         params = message.get("params")
         if isinstance(method, str) and method != "notifications/subscriptions/acknowledged":
             await self._relay(self._key, method, params if isinstance(params, dict) else {})
+
+    def upstream_stream(self, state: StreamState) -> None:
+        pass  # a listen stream is read to its end whatever shape it takes
 
     async def request(self, message: JSONObject) -> JSONObject:
         return {

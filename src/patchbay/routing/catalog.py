@@ -60,6 +60,8 @@ class Catalog:
     tools: dict[str, ToolRoute]
     capabilities: JSONObject
     instructions: str | None
+    # Request and response bodies of calls to this server go to the audit payload store.
+    capture_payloads: bool = True
     # Filled lazily from list calls: exposed resource URI / prompt name -> (upstream, upstream's name).
     resource_owner: dict[str, Upstream] = field(default_factory=dict)
     # Enabled tools held back because their upstream changed them: exposed name -> tool id.
@@ -115,11 +117,15 @@ class CatalogCache:
         self._secret = secret
         self._catalogs: dict[str, Catalog] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.hits = 0  # for /metrics
+        self.misses = 0
 
     async def get(self, server_id: str, revision: int) -> Catalog:
         found = self._catalogs.get(server_id)
         if found is not None and found.revision == revision:
+            self.hits += 1
             return found
+        self.misses += 1
         lock = self._locks.setdefault(server_id, asyncio.Lock())
         async with lock:
             found = self._catalogs.get(server_id)
@@ -198,6 +204,7 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
         instructions="\n".join(instructions) or None,
         quarantined=quarantined,
         compact=server.compact,
+        capture_payloads=server.capture_payloads,
     )
 
 

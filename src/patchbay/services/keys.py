@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from patchbay.audit import security
 from patchbay.auth.keys import generate_key, looks_like_key, redact
 from patchbay.errors import Conflict, InvalidInput, NotFound
 from patchbay.services.orgs import is_member
@@ -62,6 +63,7 @@ async def create_key(
     allow: Sequence[tuple[str, str]] | None,
     expires_in: timedelta | None,
     secret: bytes,
+    channel: security.Channel = "cli",
 ) -> tuple[ApiKey, str]:
     """A new key and its secret, which is not stored and cannot be shown again."""
     clean_name = name.strip()
@@ -98,8 +100,21 @@ async def create_key(
         session.add(
             ApiKeyToolPermission(api_key_id=key.id, tool_id=row.tool_id, can_read=True, can_write=access == "rw")
         )
+    security.record(session, _key_event("key.created", key, channel))
     await session.flush()
     return key, new_key.secret
+
+
+def _key_event(name: security.SecurityEventName, key: ApiKey, channel: security.Channel) -> security.AuditEvent:
+    return security.security_event(
+        event=name,
+        channel=channel,
+        org_id=key.org_id,
+        server_id=key.server_id,
+        api_key_id=key.id,
+        key_prefix=key.prefix,
+        user_id=key.user_id,
+    )
 
 
 async def _grants(
@@ -157,7 +172,9 @@ def normalise_prefix(value: str) -> str:
     return redact(value).removesuffix("…") if looks_like_key(value) else value
 
 
-async def revoke_key(session: AsyncSession, *, prefix: str, org_id: str | None = None) -> ApiKey:
+async def revoke_key(
+    session: AsyncSession, *, prefix: str, org_id: str | None = None, channel: security.Channel = "cli"
+) -> ApiKey:
     """Revoke the key with ``prefix``; revoking twice is an error, not a no-op."""
     wanted = normalise_prefix(prefix)
     query = select(ApiKey).where(ApiKey.prefix == wanted)
@@ -171,6 +188,7 @@ async def revoke_key(session: AsyncSession, *, prefix: str, org_id: str | None =
         raise Conflict(f"key {key.prefix} is already revoked (since {since})")
     key.revoked_at = utcnow()
     await bump_key(session, key)
+    security.record(session, _key_event("key.revoked", key, channel))
     return key
 
 

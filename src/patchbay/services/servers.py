@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from patchbay.audit import security
 from patchbay.errors import Conflict, InvalidInput, NotFound
 from patchbay.services.naming import SEPARATOR, default_tool_name, sanitize_tool_name
 from patchbay.services.revisions import bump_server
@@ -175,7 +176,12 @@ async def list_servers(session: AsyncSession, *, org_id: str) -> list[ServerSumm
 
 
 async def set_tools_enabled(
-    session: AsyncSession, *, server: Server, enable: Sequence[str], disable: Sequence[str]
+    session: AsyncSession,
+    *,
+    server: Server,
+    enable: Sequence[str],
+    disable: Sequence[str],
+    channel: security.Channel = "cli",
 ) -> list[ToolRow]:
     """Switch tools on or off by exposed name; returns the server's tools afterwards."""
     both = sorted(set(enable) & set(disable))
@@ -194,6 +200,34 @@ async def set_tools_enabled(
             if attached is not None:
                 attached.enabled = enabled
                 changed = True
+                event = security.security_event(
+                    event="permission.changed",
+                    channel=channel,
+                    detail="tool enabled" if enabled else "tool disabled",
+                    org_id=server.org_id,
+                    server_id=server.id,
+                    tool_id=row.tool_id,
+                    tool_name=name,
+                )
+                security.record(session, event)
     if changed:
         await bump_server(session, server)
     return await server_tools(session, server=server)
+
+
+async def set_payload_capture(
+    session: AsyncSession, *, server: Server, enabled: bool, channel: security.Channel = "cli"
+) -> Server:
+    """Switch storing request/response bodies of this server's calls on or off (records are kept either way)."""
+    if server.capture_payloads != enabled:
+        server.capture_payloads = enabled
+        await bump_server(session, server)
+        event = security.security_event(
+            event="payload_capture.changed",
+            channel=channel,
+            org_id=server.org_id,
+            server_id=server.id,
+            detail="payload capture on" if enabled else "payload capture off",
+        )
+        security.record(session, event)
+    return server

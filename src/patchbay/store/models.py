@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -180,6 +181,8 @@ class Server(Timestamped, Base):
     new_tools: Mapped[str] = mapped_column(String(10), default="disabled", server_default="disabled")
     # Compact mode: clients see a search tool and a call tool instead of every definition.
     compact: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Request and response bodies of this server's calls go to object storage (redacted, capped).
+    capture_payloads: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Bumped on every change that alters what the server exposes; caches key on it.
     revision: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -296,5 +299,6 @@ class AuditRecord(Base):
     user_agent: Mapped[str | None] = mapped_column(String(500))
     request_id: Mapped[str | None] = mapped_column(String(64))
     event: Mapped[str | None] = mapped_column(String(50))  # security events: key.created, key.revoked, ...
+    detail: Mapped[str | None] = mapped_column(String(200))  # what a security event changed, in a few words
     payload_key: Mapped[str | None] = mapped_column(String(500))
     payload_stored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -17,13 +17,17 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Message, Receive, Scope, Send
 
+from patchbay.audit import security
+from patchbay.audit.context import current_request_id, new_request_id
 from patchbay.audit.events import AuditEvent
+from patchbay.audit.payloads import Captured, ResponseTap
+from patchbay.auth.keys import looks_like_key, redact
 from patchbay.auth.principal import Principal
 from patchbay.errors import StoreUnavailable, Unauthenticated
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.channel import Era, ResponseChannel
 from patchbay.mcp.context import AuditNote, RequestContext
-from patchbay.mcp.exchange import Outcome, run_exchange, take_continuation
+from patchbay.mcp.exchange import Outcome, continuation_owner, run_exchange, take_continuation
 from patchbay.mcp.handlers import HANDLERS, LEGACY_ONLY, REQUIRED_CAPABILITY
 from patchbay.mcp.protocol import (
     ERROR_HTTP_STATUS,
@@ -34,6 +38,7 @@ from patchbay.mcp.protocol import (
     LATEST_LEGACY,
     LEGACY_VERSIONS,
     META_CLIENT_CAPABILITIES,
+    META_LOG_LEVEL,
     META_PROTOCOL_VERSION,
     METHOD_NOT_FOUND,
     MODERN_VERSIONS,
@@ -44,6 +49,7 @@ from patchbay.mcp.protocol import (
     RpcError,
     error_message,
 )
+from patchbay.mcp.relay import RelayedRetry
 from patchbay.mcp.resume import owns, parse_event_id, replay
 from patchbay.mcp.session import LegacySession, reply_channel, session_channel
 from patchbay.mcp.streams import serve_legacy_stream, serve_listen
@@ -83,6 +89,15 @@ class McpEndpoint:
         self.hosts = HostPolicy(gateway.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tracing = self.gw.tracing
+        if tracing is not None:
+            # The path can hold a key (/mcp/k/...): spans are named after the endpoint, never the path.
+            with tracing.request_span(scope["method"], "/mcp", header_map(scope)):
+                await self._call(scope, receive, send)
+            return
+        await self._call(scope, receive, send)
+
+    async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
         began = False
 
         async def tracked(message: Message) -> None:
@@ -104,12 +119,14 @@ class McpEndpoint:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = header_map(scope)
+        new_request_id(headers.get("x-request-id"))
         reason = self.hosts.check(headers.get("host"), headers.get("origin"))
         if reason is not None:
             await send_json(send, 403, error_message(None, INVALID_REQUEST, reason))
             return
         raw_key = _key_from(scope, headers)
         if raw_key is None:
+            await self._auth_failed(headers, None)
             await send_json(
                 send,
                 401,
@@ -120,6 +137,7 @@ class McpEndpoint:
         try:
             principal = await self.gw.resolver.resolve(raw_key)
         except Unauthenticated as exc:
+            await self._auth_failed(headers, raw_key)
             await send_json(send, 401, error_message(None, INVALID_REQUEST, str(exc)), _www_authenticate(str(exc)))
             return
         method = scope["method"]
@@ -148,6 +166,8 @@ class McpEndpoint:
         rpc_method: str | None = None
         outcome = Outcome(200, 0, None)
         bytes_in = 0
+        body = b""
+        tap: ResponseTap | None = None
         try:
             try:
                 body = await read_body(receive, self.gw.settings.max_body_bytes)
@@ -188,6 +208,8 @@ class McpEndpoint:
                 return
             ctx, extra = await self._context(scope, headers, principal, rpc_method, request_id, params)
             era, note = ctx.era, ctx.note
+            if ctx.catalog.capture_payloads:
+                send = tap = ResponseTap(send, self.gw.settings.payload_max_bytes)
             outcome = await self._dispatch(ctx, rpc_method, params, send, receive, extra)
         except HttpReject as rej:
             note.status = "error"
@@ -198,8 +220,12 @@ class McpEndpoint:
             )
         finally:
             event = self._audit(principal, headers, rpc_method, era, note, outcome, bytes_in, t0)
+            if self.gw.tracing is not None:
+                self.gw.tracing.annotate_current(event)
             # The response is already sent; waiting here is the audit queue's backpressure.
-            if not self.gw.audit.submit_nowait(event):
+            if tap is not None:
+                await self.gw.payloads.submit(event, Captured.of(body, tap))
+            elif not self.gw.audit.submit_nowait(event):
                 await self.gw.audit.submit(event)
 
     async def _context(
@@ -243,11 +269,17 @@ class McpEndpoint:
             )
         catalog = await self.gw.catalogs.get(principal.server_id, principal.server_revision)
         progress = meta.get("progressToken") if isinstance(meta, dict) else None
+        if era == "modern":
+            requested = meta.get(META_LOG_LEVEL) if isinstance(meta, dict) else None
+            log_level = requested if isinstance(requested, str) else None
+        else:
+            log_level = session.log_level if session is not None else None
         channel = ResponseChannel(
             era=era,
             store=self.gw.store,
             client_capabilities=caps if isinstance(caps, dict) else {},
             progress_token=progress,
+            log_level=log_level,
         )
         ctx = RequestContext(
             gateway=self.gw,
@@ -363,8 +395,17 @@ class McpEndpoint:
                 f"Method not found: {method}",
                 request_id=ctx.request_id,
             )
+        resume = None
+        if ctx.era == "modern":
+            owner = continuation_owner(params)
+            if owner is not None and owner != self.gw.node_id:
+                retry = RelayedRetry(method, params, ctx.request_id, ctx.principal.key_id)
+                return await self.gw.relay.forward(owner, retry, send)
         try:
-            resume = take_continuation(self.gw.continuations, params, ctx) if ctx.era == "modern" else None
+            if ctx.era == "modern":
+                resume = take_continuation(
+                    self.gw.continuations, params, key_id=ctx.principal.key_id, request_id=ctx.request_id
+                )
         except RpcError as exc:
             raise HttpReject(400, exc.code, exc.message, request_id=ctx.request_id) from None
         return await run_exchange(
@@ -443,6 +484,23 @@ class McpEndpoint:
 
     # --- audit --------------------------------------------------------------------------------
 
+    async def _auth_failed(self, headers: dict[str, str], raw_key: str | None) -> None:
+        # Only the visible prefix of a presented key is kept: enough to spot a leaked or guessed one.
+        prefix = redact(raw_key).removesuffix("…") if raw_key is not None and looks_like_key(raw_key) else None
+        event = security.security_event(
+            event="auth.failed",
+            channel="mcp",
+            status="denied",
+            key_prefix=prefix,
+            auth_method="api_key",
+            http_status=401,
+            user_agent=headers.get("user-agent"),
+            transport="streamable_http",
+        )
+        if self.gw.tracing is not None:
+            self.gw.tracing.annotate_current(event)
+        await security.submit(self.gw.audit, event)
+
     @staticmethod
     def _audit(
         principal: Principal,
@@ -473,6 +531,7 @@ class McpEndpoint:
             bytes_in=bytes_in,
             bytes_out=outcome.bytes_out,
             user_agent=headers.get("user-agent"),
+            request_id=current_request_id(),
         )
 
 

@@ -36,6 +36,9 @@ class UpstreamSpec:
     era: Era = "auto"
 
 
+StreamState = Literal["open", "paused"]
+
+
 class MessageSink(Protocol):
     """Where an upstream's messages about one in-flight request go (the downstream client's stream)."""
 
@@ -44,6 +47,9 @@ class MessageSink(Protocol):
 
     async def request(self, message: JSONObject) -> JSONObject:
         """A server→client request (sampling, elicitation, roots); returns the JSON-RPC response."""
+
+    def upstream_stream(self, state: StreamState) -> None:
+        """The upstream answers on an event stream (``open``), or closed it to be polled (``paused``)."""
 
 
 # Connection-level notifications (list_changed, resources/updated, unsolicited log messages).

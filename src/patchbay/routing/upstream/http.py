@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import ClassVar
 
 import orjson
@@ -34,11 +35,27 @@ from patchbay.routing.upstream.protocol import (
     strip_envelope,
 )
 from patchbay.routing.upstream.tool_headers import ToolHeaders, is_header_mismatch
+from patchbay.tracecontext import TRACEPARENT
 
 logger = logging.getLogger(__name__)
 
 SESSION_HEADER = "mcp-session-id"
 _UNCANCELLABLE = frozenset({"initialize", "server/discover"})
+
+
+# Resuming a polled stream: the upstream's retry hint is honoured up to this long, and a
+# stream that keeps closing without a new event is given up after this many attempts.
+_MAX_RETRY_MS = 5000
+_MAX_EMPTY_RESUMES = 3
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """Where a response stream may be resumed from."""
+
+    last_id: str | None = None
+    retry_ms: int = 1000
+    progressed: bool = False
 
 
 class _SessionExpired(Exception):
@@ -181,6 +198,9 @@ class HttpConnection:
         """POST one request and read its answer, relaying whatever else its event stream carries."""
         name, rid = self.spec.name, message["id"]
         try:
+            traceparent = TRACEPARENT.get()
+            if traceparent is not None:
+                headers = {**headers, "traceparent": traceparent}
             resp = await self._client.request("POST", self._url, headers, orjson.dumps(message))
         except H1Error as exc:
             raise transport_error(name, self.url, exc) from exc
@@ -197,14 +217,7 @@ class HttpConnection:
             if ctype.startswith("application/json"):
                 return self._checked(self._decode(await resp.read()), rid)
             if ctype.startswith("text/event-stream"):
-                async for event in iter_events(resp):
-                    if event.event != "message":
-                        continue
-                    incoming = self._decode(event.data)
-                    if isinstance(incoming, dict) and "method" not in incoming and incoming.get("id") == rid:
-                        return self._checked(incoming, rid)
-                    await self._core.dispatch(incoming, pending)
-                raise UpstreamError(f"upstream {name!r} ended its event stream without answering")
+                return await self._read_stream(resp, rid, pending)
             if resp.status == 202:
                 raise UpstreamError(f"upstream {name!r} accepted {message['method']} without answering it")
             raise UpstreamError(f"upstream {name!r} answered with unexpected content type {ctype!r}")
@@ -212,6 +225,53 @@ class HttpConnection:
             raise transport_error(name, self.url, exc) from exc
         finally:
             await resp.aclose()
+
+    async def _read_stream(self, resp: Response, rid: int, pending: Pending) -> JSONObject:
+        """Read a response stream to its answer, resuming it when the upstream closes it early (SEP-1699)."""
+        cursor = _Cursor()
+        if pending.sink is not None:
+            pending.sink.upstream_stream("open")
+        answer = await self._relay_until_answer(resp, rid, pending, cursor)
+        # A stream closed before the answer is a poll, if the upstream gave us somewhere to resume from.
+        attempts = 0
+        while answer is None and cursor.last_id is not None and self._session_id is not None:
+            attempts = 0 if cursor.progressed else attempts + 1
+            if attempts >= _MAX_EMPTY_RESUMES:
+                break
+            if pending.sink is not None:
+                pending.sink.upstream_stream("paused")
+            await asyncio.sleep(min(cursor.retry_ms, _MAX_RETRY_MS) / 1000)
+            headers = {**self._headers, "accept": "text/event-stream", "last-event-id": cursor.last_id}
+            try:
+                resumed = await self._client.request("GET", self._url, headers)
+            except H1Error as exc:
+                raise transport_error(self.spec.name, self.url, exc) from exc
+            try:
+                if resumed.status != 200:
+                    raise status_error(self.spec.name, resumed)
+                cursor.progressed = False
+                answer = await self._relay_until_answer(resumed, rid, pending, cursor)
+            finally:
+                await resumed.aclose()
+        if answer is None:
+            raise UpstreamError(f"upstream {self.spec.name!r} ended its event stream without answering")
+        return answer
+
+    async def _relay_until_answer(
+        self, resp: Response, rid: int, pending: Pending, cursor: _Cursor
+    ) -> JSONObject | None:
+        async for event in iter_events(resp):
+            if event.id is not None and event.id != cursor.last_id:
+                cursor.last_id, cursor.progressed = event.id, True
+            if event.retry_ms is not None:
+                cursor.retry_ms = event.retry_ms
+            if event.event != "message" or not event.data.strip():
+                continue  # a priming event: only its id and retry matter
+            incoming = self._decode(event.data)
+            if isinstance(incoming, dict) and "method" not in incoming and incoming.get("id") == rid:
+                return self._checked(incoming, rid)
+            await self._core.dispatch(incoming, pending)
+        return None
 
     def _decode(self, data: bytes | str) -> object:
         try:

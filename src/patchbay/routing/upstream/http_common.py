@@ -32,6 +32,7 @@ class ServerEvent:
     event: str
     data: str
     id: str | None
+    retry_ms: int | None = None
 
 
 async def _lines(response: Response) -> AsyncIterator[str]:
@@ -48,14 +49,19 @@ async def _lines(response: Response) -> AsyncIterator[str]:
 
 
 async def iter_events(response: Response) -> AsyncIterator[ServerEvent]:
-    """Parse a ``text/event-stream`` body into events (retry fields and comments are ignored)."""
+    """Parse a ``text/event-stream`` body into events; comments are skipped.
+
+    An event whose data is empty (a SEP-1699 priming event) is still yielded: its
+    id and retry hint are what a client needs to resume the stream.
+    """
     event = ""
     data: list[str] = []
     last_id: str | None = None
+    retry_ms: int | None = None
     async for line in _lines(response):
         if not line:
             if data:
-                yield ServerEvent(event or "message", "\n".join(data), last_id)
+                yield ServerEvent(event or "message", "\n".join(data), last_id, retry_ms)
             event, data = "", []
             continue
         field, _, value = line.partition(":")
@@ -67,6 +73,8 @@ async def iter_events(response: Response) -> AsyncIterator[ServerEvent]:
             event = value
         elif field == "id":
             last_id = value
+        elif field == "retry" and value.isdigit():
+            retry_ms = int(value)
 
 
 def parse_url(name: str, url: str | None) -> URL:

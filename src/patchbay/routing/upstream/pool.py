@@ -241,6 +241,17 @@ class UpstreamPool:
             "restarting": restarting,
         }
 
+    def health(self) -> list[tuple[str, str, bool, int]]:
+        """Per upstream connection: name, transport, whether it is up, calls in flight (for /metrics)."""
+        return [
+            (e.spec.name, e.spec.transport, e.conn is not None and not e.conn.closed, e.busy)
+            for e in self._entries.values()
+        ]
+
+    def http_stats(self) -> dict[str, int]:
+        """Open and idle HTTP connections to upstreams."""
+        return self._client.stats() if self._client is not None else {"connections": 0, "idle": 0}
+
     async def aclose(self) -> None:
         """Close every connection and end every upstream process group."""
         self._closed = True

@@ -1,7 +1,7 @@
 """dynamic tools: pending definitions of quarantined tools, per-server new-tool policy and compact mode
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0006
 Create Date: 2026-11-23 13:20:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

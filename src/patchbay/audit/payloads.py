@@ -1,0 +1,239 @@
+"""Payload capture: request and response bodies as redacted gzip JSON in the object store.
+
+The request path only collects bytes (``ResponseTap``) and hands them over; a background
+task redacts, compresses and stores them, then passes the audit record on to the
+``AuditWriter`` with ``payload_key`` and ``payload_stored_at`` filled in. A payload that
+cannot be stored costs the payload, never the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gzip
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from starlette.types import Message, Send
+
+from patchbay.audit.events import AuditEvent
+from patchbay.audit.objects import ObjectStore
+from patchbay.audit.redact import redact_json, redact_text
+from patchbay.audit.writer import AuditWriter
+from patchbay.store.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+_COMPRESS_IN_THREAD = 64 * 1024  # smaller bodies compress faster than a thread hop costs
+
+
+def payload_key(event: AuditEvent) -> str:
+    """``logs/{yyyy}/{mm}/{dd}/{org_id}/{server_id}/{record_id}.json.gz`` (UTC date of the record)."""
+    day = event.created_at.strftime("%Y/%m/%d")
+    return f"logs/{day}/{event.org_id or '_'}/{event.server_id or '_'}/{event.id}.json.gz"
+
+
+class ResponseTap:
+    """An ASGI ``send`` that keeps a copy of the response body, up to ``cap`` bytes."""
+
+    __slots__ = ("_cap", "_send", "chunks", "content_type", "size")
+
+    def __init__(self, send: Send, cap: int) -> None:
+        self._send = send
+        self._cap = cap
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.content_type: str | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.body":
+            body = message.get("body", b"")
+            if body:
+                self.size += len(body)
+                if self.size <= self._cap:
+                    self.chunks.append(body)
+        elif message["type"] == "http.response.start":
+            for name, value in message.get("headers", ()):
+                if name == b"content-type":
+                    self.content_type = value.decode("latin-1")
+        await self._send(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """The bodies of one call, as bytes; nothing parsed yet."""
+
+    request: bytes
+    response: bytes
+    response_size: int
+    response_type: str | None = None
+
+    @classmethod
+    def of(cls, request: bytes, tap: ResponseTap) -> Captured:
+        """What ``tap`` saw of the response, with the request body."""
+        return cls(request, b"".join(tap.chunks), tap.size, tap.content_type)
+
+
+def _body(data: bytes, size: int, content_type: str | None, cap: int) -> Any:
+    if size > cap:
+        return {"truncated": True, "bytes": size}
+    if not data:
+        return None
+    if content_type is not None and content_type.startswith("text/event-stream"):
+        events: list[Any] = []
+        for block in data.decode("utf-8", "replace").split("\n\n"):
+            lines = [line[5:].lstrip() for line in block.split("\n") if line.startswith("data:")]
+            if lines:
+                text = "\n".join(lines)
+                try:
+                    events.append(orjson.loads(text))
+                except orjson.JSONDecodeError:
+                    events.append(text)
+        return {"events": events}
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {"text": data.decode("utf-8", "replace")}
+
+
+def encode_payload(event: AuditEvent, captured: Captured, *, cap: int) -> bytes:
+    """The stored document: record id, method, tool, both bodies (redacted, each capped), gzip JSON."""
+    document = {
+        "record_id": event.id,
+        "created_at": event.created_at.isoformat(),
+        "method": event.method,
+        "tool": event.tool_name,
+        "request": _body(captured.request, len(captured.request), "application/json", cap),
+        "response": _body(captured.response, captured.response_size, captured.response_type, cap),
+    }
+    return gzip.compress(redact_json(document), compresslevel=6)
+
+
+def decode_payload(data: bytes) -> Any:
+    """The JSON document of a stored payload."""
+    return orjson.loads(gzip.decompress(data))
+
+
+class PayloadWriter:
+    """Stores payloads in the background, a batch at a time, then hands each record to the audit writer.
+
+    Whatever is queued when the worker wakes is encoded and stored together (one thread hop
+    for the local folder, concurrent requests for S3). The queue is bounded: when it is
+    full, ``submit`` waits (backpressure), as the audit writer does, so a slow object store
+    slows callers down instead of losing records.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        audit: AuditWriter,
+        *,
+        cap: int,
+        max_queue: int = 2_000,
+        batch_size: int = 64,
+        linger: float = 0.02,
+    ) -> None:
+        self.store = store
+        self._audit = audit
+        self._cap = cap
+        self._max_queue = max_queue
+        self._batch_size = batch_size
+        self._linger = linger
+        self._queue: asyncio.Queue[tuple[AuditEvent, Captured] | None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.stored = 0
+        self.failed = 0
+
+    @property
+    def depth(self) -> int:
+        """Payloads waiting to be stored."""
+        return self._queue.qsize() if self._queue is not None else 0
+
+    async def start(self) -> None:
+        """Start the background task."""
+        self._queue = asyncio.Queue(self._max_queue)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="patchbay-payload-writer")
+
+    async def submit(self, event: AuditEvent, captured: Captured) -> None:
+        """Queue one call's bodies; its audit record follows once they are stored (or failed)."""
+        if self._queue is None or self._task is None or self._task.done():
+            # Not running (or stopping): the record matters more than its payload.
+            await self._audit.submit(event)
+            return
+        try:
+            self._queue.put_nowait((event, captured))
+        except asyncio.QueueFull:
+            await self._queue.put((event, captured))
+
+    async def aclose(self) -> None:
+        """Store everything queued, pass the records on, then stop."""
+        task, self._task = self._task, None
+        if task is None or self._queue is None:
+            return
+        await self._queue.put(None)
+        try:
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await queue.get()
+            if first is None:
+                break
+            batch = [first]
+            # Linger briefly for a fuller batch: a batch costs one thread hop, whatever its size.
+            deadline = loop.time() + self._linger
+            while len(batch) < self._batch_size:
+                if queue.empty():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        async with asyncio.timeout(remaining):
+                            item = await queue.get()
+                    except TimeoutError:
+                        break
+                else:
+                    item = queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            await self._store(batch)
+
+    async def _store(self, batch: list[tuple[AuditEvent, Captured]]) -> None:
+        keys = [payload_key(event) for event, _ in batch]
+        results: list[Exception | None]
+        try:
+            size = sum(len(c.request) + len(c.response) for _, c in batch)
+            if size > _COMPRESS_IN_THREAD:
+                blobs = await anyio.to_thread.run_sync(self._encode_all, batch)
+            else:
+                blobs = self._encode_all(batch)
+            results = await self.store.put_many(list(zip(keys, blobs, strict=True)), content_type="application/gzip")
+        except Exception as exc:  # noqa: BLE001 - the task's top level: a lost payload must not lose the record
+            results = [exc] * len(batch)
+        now = utcnow()
+        for (event, _), key, error in zip(batch, keys, results, strict=True):
+            if error is None:
+                self.stored += 1
+                event = dataclasses.replace(event, payload_key=key, payload_stored_at=now)
+            else:
+                self.failed += 1
+                logger.warning("could not store the payload of audit record %s: %s", event.id, redact_text(str(error)))
+            await self._audit.submit(event)
+
+    def _encode_all(self, batch: list[tuple[AuditEvent, Captured]]) -> list[bytes]:
+        return [encode_payload(event, captured, cap=self._cap) for event, captured in batch]

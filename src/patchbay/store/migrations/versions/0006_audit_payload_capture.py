@@ -1,0 +1,30 @@
+"""audit: per-server payload capture switch, a detail column for security events
+
+Revision ID: 0006
+Revises: 0002
+Create Date: 2026-11-23 13:20:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("servers") as batch:
+        batch.add_column(sa.Column("capture_payloads", sa.Boolean(), nullable=False, server_default=sa.true()))
+    with op.batch_alter_table("audit_records") as batch:
+        batch.add_column(sa.Column("detail", sa.String(length=200), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("audit_records") as batch:
+        batch.drop_column("detail")
+    with op.batch_alter_table("servers") as batch:
+        batch.drop_column("capture_payloads")
