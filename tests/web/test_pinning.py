@@ -76,7 +76,7 @@ async def test_a_tool_its_upstream_rewrites_is_quarantined_until_approved(
         events = (
             await session.execute(
                 select(AuditRecord.event, AuditRecord.tool_name, AuditRecord.channel)
-                .where(AuditRecord.event.is_not(None))
+                .where(AuditRecord.event.like("tool.%"))
                 .order_by(AuditRecord.id)
             )
         ).all()
