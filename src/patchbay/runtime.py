@@ -147,7 +147,7 @@ class Gateway:
                     timeout=self.settings.upstream_timeout,
                     pool=self.pool,
                     org_id=org_id,
-                    channel="sync",
+                    channel="mcp",  # an upstream announced it over MCP
                 )
                 if result.quarantined:
                     logger.warning("quarantined tools awaiting review: %s", ", ".join(result.quarantined))

@@ -80,4 +80,4 @@ async def test_a_tool_its_upstream_rewrites_is_quarantined_until_approved(
                 .order_by(AuditRecord.id)
             )
         ).all()
-    assert [tuple(e) for e in events] == [("tool.quarantined", "echo", "sync"), ("tool.approved", "echo", "cli")]
+    assert [tuple(e) for e in events] == [("tool.quarantined", "echo", "mcp"), ("tool.approved", "echo", "cli")]

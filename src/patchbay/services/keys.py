@@ -193,7 +193,12 @@ async def revoke_key(
 
 
 async def set_key_tools(
-    session: AsyncSession, *, prefix: str, org_id: str | None, allow: Sequence[tuple[str, str]] | None
+    session: AsyncSession,
+    *,
+    prefix: str,
+    org_id: str | None,
+    allow: Sequence[tuple[str, str]] | None,
+    channel: security.Channel = "cli",
 ) -> ApiKey:
     """Replace a key's allow-list (None: every tool of its server); its clients are told at once."""
     wanted = normalise_prefix(prefix)
@@ -214,4 +219,5 @@ async def set_key_tools(
     key.all_tools = grants is None
     await session.flush()
     await bump_key(session, key)
+    security.record(session, _key_event("permission.changed", key, channel))
     return key

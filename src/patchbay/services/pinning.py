@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from patchbay.audit.security import Channel
 from patchbay.errors import InvalidInput, NotFound
 from patchbay.services.naming import default_tool_name
 from patchbay.services.tool_sync import apply_definition, bump_servers_using, record_tool_event, tool_definition_hash
@@ -82,7 +83,7 @@ async def _find(session: AsyncSession, *, org_id: str, name: str, server: Server
 
 
 async def approve_tool(
-    session: AsyncSession, *, org_id: str, name: str, server: Server | None = None, channel: str = "cli"
+    session: AsyncSession, *, org_id: str, name: str, server: Server | None = None, channel: Channel = "cli"
 ) -> ToolReview:
     """Accept what the upstream now offers for a quarantined tool; it is listed and callable again."""
     tool, slug = await _find(session, org_id=org_id, name=name, server=server)

@@ -18,14 +18,14 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from patchbay.audit.events import AuditEvent
+from patchbay.audit import security
+from patchbay.audit.security import Channel, SecurityEventName
 from patchbay.errors import InvalidInput
 from patchbay.services.revisions import bump_servers
 from patchbay.store.models import (
-    AuditRecord,
     Server,
     ServerTemplate,
     ServerTemplateLink,
@@ -59,7 +59,7 @@ def tool_definition_hash(tool: Mapping[str, Any]) -> str:
 
 
 async def sync_tools(
-    session: AsyncSession, *, template: ServerTemplate, tools: Sequence[Mapping[str, Any]], channel: str = "cli"
+    session: AsyncSession, *, template: ServerTemplate, tools: Sequence[Mapping[str, Any]], channel: Channel = "cli"
 ) -> SyncResult:
     """Make the template's Tool rows match what the upstream lists now, quarantining rewritten tools."""
     incoming = check_tools(tools)
@@ -128,18 +128,20 @@ async def _attach_new(session: AsyncSession, *, template_id: str, tools: Sequenc
 
 
 async def record_tool_event(
-    session: AsyncSession, *, template: ServerTemplate | None, tool: Tool, event: str, channel: str
+    session: AsyncSession, *, template: ServerTemplate | None, tool: Tool, event: SecurityEventName, channel: Channel
 ) -> None:
     """An audit record of a pinning decision, committed with the decision itself."""
-    record = AuditEvent(
-        org_id=template.org_id if template is not None else None,
-        channel=channel,
-        method=event,
-        tool_name=tool.name,
-        tool_id=tool.id,
-        event=event,
+    security.record(
+        session,
+        security.security_event(
+            event=event,
+            channel=channel,
+            org_id=template.org_id if template is not None else None,
+            tool_id=tool.id,
+            tool_name=tool.name,
+            detail=f"upstream {template.slug}" if template is not None else None,
+        ),
     )
-    await session.execute(insert(AuditRecord).values(record.as_row()))
 
 
 def check_tools(tools: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from patchbay.audit.security import Channel
 from patchbay.errors import NotFound
 from patchbay.routing.discovery import discover
 from patchbay.routing.upstream.pool import UpstreamPool
@@ -21,7 +22,7 @@ async def sync_upstream(
     timeout: float,  # noqa: ASYNC109 - bounds discovery, which happens outside any transaction
     pool: UpstreamPool | None = None,
     org_id: str | None = None,
-    channel: str = "cli",
+    channel: Channel = "cli",
 ) -> SyncResult:
     """Ask the upstream for its tools now and store them (rewritten ones are quarantined).
 

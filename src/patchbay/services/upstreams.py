@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from patchbay.audit.security import Channel
 from patchbay.errors import Conflict, InvalidInput, NotFound
 from patchbay.routing.upstream.base import UpstreamSpec
 from patchbay.security.crypto import decrypt_json, encrypt_json
@@ -131,7 +132,7 @@ async def add_upstream(
 
 
 async def refresh_upstream(
-    session: AsyncSession, *, template: ServerTemplate, discovery: DiscoveredUpstream, channel: str = "cli"
+    session: AsyncSession, *, template: ServerTemplate, discovery: DiscoveredUpstream, channel: Channel = "cli"
 ) -> SyncResult:
     """Store what a fresh discovery of ``template`` found: its description, capabilities and tools."""
     described = (
