@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from patchbay.app import create_app
 from patchbay.routing.discovery import Discovery, discover
 from patchbay.routing.upstream.base import UpstreamSpec
+from patchbay.runtime import Gateway
 from patchbay.services.keys import create_key
 from patchbay.services.orgs import ensure_default_org
 from patchbay.services.servers import create_server
@@ -46,6 +47,13 @@ def free_port() -> int:
 @asynccontextmanager
 async def running_gateway(settings: Settings) -> AsyncIterator[str]:
     """Serve the gateway on a free loopback port; yields its base URL."""
+    async with serving_gateway(settings) as (url, _gateway):
+        yield url
+
+
+@asynccontextmanager
+async def serving_gateway(settings: Settings) -> AsyncIterator[tuple[str, Gateway]]:
+    """Serve the gateway on a free loopback port; yields its base URL and its live objects."""
     port = free_port()
     app = create_app(settings.model_copy(update={"port": port}))
     config = uvicorn.Config(
@@ -59,7 +67,7 @@ async def running_gateway(settings: Settings) -> AsyncIterator[str]:
                 task.result()
             await asyncio.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", app.state.gateway
     finally:
         server.should_exit = True
         await task

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     upstream_connect_timeout: float = 20.0
     stdio_max_processes: int = 64
     stdio_idle_seconds: float = 600.0
+    # Re-discover every upstream a server uses this often (0: only on list_changed and `upstream sync`).
+    upstream_sync_seconds: float = 600.0
 
     # Local tools: bytes of compact JSON.
     max_document_bytes: int = 1024 * 1024

@@ -21,9 +21,9 @@ def test_a_missing_option_is_one_usage_line_with_exit_2(cli: Cli) -> None:
 
 
 def test_an_unknown_command_is_one_usage_line(cli: Cli) -> None:
-    result = cli("upstream", "remove", "x")
+    result = cli("upstream", "frobnicate", "x")
     assert result.exit_code == 2
-    assert "No such command 'remove'" in one_error_line(result)
+    assert "No such command 'frobnicate'" in one_error_line(result)
 
 
 def test_an_unknown_org_is_refused(cli: Cli) -> None:

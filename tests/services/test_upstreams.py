@@ -168,7 +168,7 @@ async def test_discovered_tools_without_names_are_refused(db: AsyncSession, org:
         await make_upstream(db, org=org, secret=secret, name="bad", tools=[tool("a"), tool("a")])
 
 
-async def test_sync_marks_missing_tools_removed_updates_changed_ones_and_bumps_servers(
+async def test_sync_marks_missing_tools_removed_quarantines_rewritten_ones_and_bumps_servers(
     db: AsyncSession, org: Organization, secret: bytes
 ) -> None:
     template = await make_upstream(db, org=org, secret=secret, name="t", tools=[tool("a"), tool("b")])
@@ -178,11 +178,11 @@ async def test_sync_marks_missing_tools_removed_updates_changed_ones_and_bumps_s
 
     result = await sync_tools(db, template=template, tools=[tool("a", description="new"), tool("c")])
     await db.commit()
-    assert (result.added, result.changed, result.removed) == (["c"], ["a"], ["b"])
+    assert (result.added, result.quarantined, result.removed) == (["c"], ["a"], ["b"])
     assert server.revision == before + 1
     statuses = dict((await db.execute(select(Tool.name, Tool.status).where(Tool.template_id == template.id))).all())
-    assert statuses == {"a": "active", "b": "removed", "c": "active"}
-    assert await db.scalar(select(Tool.description).where(Tool.name == "a")) == "new"
+    assert statuses == {"a": "quarantined", "b": "removed", "c": "active"}
+    assert await db.scalar(select(Tool.description).where(Tool.name == "a")) == "the a tool", "the pin holds"
 
     again = await sync_tools(db, template=template, tools=[tool("a", description="new"), tool("c")])
     assert not again.any

@@ -119,6 +119,38 @@ async def test_answer_to_a_server_request_may_arrive_at_another_replica(
     assert "from A" in final["result"]["content"][0]["text"]
 
 
+async def test_a_change_reaches_clients_of_every_replica_within_a_second(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    from patchbay.services.orgs import ensure_default_org
+    from patchbay.services.servers import get_server, set_tools_enabled
+    from tests.harness import serving_gateway
+    from tests.web.test_live_changes import TOOLS_CHANGED, change, connected
+
+    await add_upstreams(sessionmaker, settings, [Upstream(name="fx", command=stdio_command())])
+    await make_server(sessionmaker, name="main", upstreams=["fx"])
+    key = await make_key(sessionmaker, settings, server="main")
+    shared = settings.model_copy(update={"redis_url": REDIS})
+    async with (
+        serving_gateway(shared) as (a, gw_a),
+        serving_gateway(shared) as (b, gw_b),
+        connected(a, key, "legacy", gw_a) as (legacy, legacy_inbox),
+        connected(b, key, "2026-07-28", gw_b) as (modern, modern_inbox),
+    ):
+
+        async def disable(session: AsyncSession) -> None:
+            org = await ensure_default_org(session)
+            server = await get_server(session, org_id=org.id, name_or_slug="main")
+            await set_tools_enabled(session, server=server, enable=[], disable=["fx__add"])
+
+        await change(sessionmaker, disable)
+        await legacy_inbox.expect(TOOLS_CHANGED, within=1.0)
+        await modern_inbox.expect(TOOLS_CHANGED, within=1.0)
+        for client in (legacy, modern):
+            names = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
+            assert "fx__add" not in names and "fx__echo" in names
+
+
 @pytest.fixture
 async def replicas_over_a_legacy_upstream(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]

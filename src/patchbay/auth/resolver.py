@@ -81,7 +81,9 @@ class KeyResolver:
         principal, expires = await self._lookup(digest, now)
         if len(self._cache) >= _CACHE_SIZE:
             self._cache.clear()
-        self._cache[digest] = (principal, expires)
+        # A change that landed while we read may not be in what we read: use it, but do not keep it.
+        if self._watcher.generation() == generation:
+            self._cache[digest] = (principal, expires)
         self._used[principal.key_id] = now
         return principal
 

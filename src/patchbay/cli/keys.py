@@ -10,7 +10,7 @@ from patchbay.cli.output import emit_json, emit_table, when
 from patchbay.cli.runtime import Env, run
 from patchbay.errors import InvalidInput
 from patchbay.services.durations import parse_duration
-from patchbay.services.keys import Access, KeySummary, create_key, list_keys, revoke_key
+from patchbay.services.keys import Access, KeySummary, create_key, list_keys, revoke_key, set_key_tools
 from patchbay.services.servers import get_server
 from patchbay.services.users import get_user
 
@@ -152,3 +152,32 @@ def revoke(
         emit_json(revoked)
     else:
         typer.echo(f"revoked key {revoked['prefix']}")
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    prefix: Annotated[str, typer.Argument(help="The key's prefix (as `key list` shows it).")],
+    allow: Annotated[
+        list[str] | None, typer.Option("--allow", help="TOOL[:r|:rw], by exposed name; repeatable; replaces all.")
+    ] = None,
+    all_tools: Annotated[bool, typer.Option("--all-tools", help="Let the key use every tool of its server.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace a key's tool permissions; its connected clients are told at once."""
+    if bool(allow) == all_tools:
+        raise InvalidInput("give either --allow TOOL[:r|:rw]... or --all-tools")
+    grants = parse_allow(allow) if allow else None
+
+    async def work(env: Env) -> KeySummary:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            key = await set_key_tools(session, prefix=prefix, org_id=org.id, allow=grants)
+            return next(s for s in await list_keys(session, org_id=org.id) if s.key.id == key.id)
+
+    summary = run(ctx, work)
+    if as_json:
+        emit_json(key_json(summary))
+        return
+    tools = "every tool" if summary.tools is None else ", ".join(f"{n}:{a}" for n, a in sorted(summary.tools.items()))
+    typer.echo(f"key {summary.key.prefix} may now use {tools}")

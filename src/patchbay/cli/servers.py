@@ -8,12 +8,24 @@ import typer
 
 from patchbay.cli.output import emit_json, emit_table, plural
 from patchbay.cli.runtime import Env, run
+from patchbay.errors import InvalidInput
+from patchbay.services.server_changes import (
+    attach_tools,
+    detach_tools,
+    link_upstreams,
+    override_tools,
+    set_server_options,
+    unlink_upstreams,
+)
 from patchbay.services.servers import create_server, get_server, set_payload_capture, set_tools_enabled
 from patchbay.services.tools import ToolRow, server_tools
 
 app = typer.Typer(help="Servers: what one MCP endpoint exposes.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+NewToolsOption = Annotated[
+    str, typer.Option("--new-tools", help="Tools an upstream adds later start enabled or disabled.")
+]
 
 
 def tool_json(row: ToolRow) -> dict[str, Any]:
@@ -62,6 +74,8 @@ def create(
     plain_names: Annotated[
         bool, typer.Option("--plain-names", help="Expose the upstreams' own tool names, without prefix.")
     ] = False,
+    new_tools: NewToolsOption = "disabled",
+    compact: Annotated[bool, typer.Option("--compact", help="Expose a search tool and a call tool instead.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create a server over upstreams, exposing all their tools or only --tools."""
@@ -76,6 +90,8 @@ def create(
                 upstream_slugs=upstream or [],
                 tools=split_tools(tools),
                 plain_names=plain_names,
+                new_tools=new_tools,
+                compact=compact,
             )
             rows = await server_tools(session, server=server)
             return {
@@ -96,29 +112,110 @@ def create(
         typer.echo(f"  {tool['name']}")
 
 
+def _pairs(entries: list[str] | None, option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for entry in entries or []:
+        name, sep, value = entry.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInput(f"{option} expects TOOL=VALUE")
+        out[name.strip()] = value
+    return out
+
+
 @app.command("tools")
 def tools_(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Server name or slug.")],
     enable: Annotated[list[str] | None, typer.Option("--enable", help="Exposed tool name; repeatable.")] = None,
     disable: Annotated[list[str] | None, typer.Option("--disable", help="Exposed tool name; repeatable.")] = None,
+    rename: Annotated[list[str] | None, typer.Option("--rename", help="TOOL=NEW_NAME (empty: default).")] = None,
+    describe: Annotated[
+        list[str] | None, typer.Option("--describe", help="TOOL=DESCRIPTION (empty: upstream's).")
+    ] = None,
+    attach: Annotated[list[str] | None, typer.Option("--attach", help="upstream__tool to add; repeatable.")] = None,
+    detach: Annotated[list[str] | None, typer.Option("--detach", help="Exposed tool name to remove.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a server's tools; --enable/--disable switch them (clients see it at once)."""
+    """Show a server's tools; the options change them (connected clients are told at once)."""
+    names, descriptions = _pairs(rename, "--rename"), _pairs(describe, "--describe")
 
     async def work(env: Env) -> list[ToolRow]:
         async with env.transaction() as session:
             org = await env.org(session)
             server = await get_server(session, org_id=org.id, name_or_slug=name)
+            rows = await server_tools(session, server=server)
+            if attach:
+                rows = await attach_tools(session, server=server, tools=attach)
             if enable or disable:
-                return await set_tools_enabled(session, server=server, enable=enable or [], disable=disable or [])
-            return await server_tools(session, server=server)
+                rows = await set_tools_enabled(session, server=server, enable=enable or [], disable=disable or [])
+            if names or descriptions:
+                rows = await override_tools(session, server=server, names=names, descriptions=descriptions)
+            if detach:
+                rows = await detach_tools(session, server=server, tools=detach)
+            return rows
 
     rows = run(ctx, work)
     if as_json:
         emit_json([tool_json(r) for r in rows])
         return
     tool_table(rows, empty="this server has no tools")
+
+
+@app.command("upstreams")
+def upstreams_(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Server name or slug.")],
+    add: Annotated[list[str] | None, typer.Option("--add", help="Upstream to add, all tools on.")] = None,
+    remove: Annotated[list[str] | None, typer.Option("--remove", help="Upstream to remove, with its tools.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add or remove a server's upstreams; show its tools afterwards."""
+
+    async def work(env: Env) -> list[ToolRow]:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            server = await get_server(session, org_id=org.id, name_or_slug=name)
+            rows = await server_tools(session, server=server)
+            if remove:
+                rows = await unlink_upstreams(session, server=server, upstreams=remove)
+            if add:
+                rows = await link_upstreams(session, server=server, upstreams=add)
+            return rows
+
+    rows = run(ctx, work)
+    if as_json:
+        emit_json([tool_json(r) for r in rows])
+        return
+    tool_table(rows, empty="this server has no tools")
+
+
+@app.command("set")
+def set_(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Server name or slug.")],
+    new_tools: Annotated[
+        str | None, typer.Option("--new-tools", help="enabled | disabled: how tools an upstream adds later start.")
+    ] = None,
+    compact: Annotated[
+        bool | None, typer.Option("--compact/--no-compact", help="A search tool and a call tool instead of all.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a server's options."""
+
+    async def work(env: Env) -> dict[str, Any]:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            server = await get_server(session, org_id=org.id, name_or_slug=name)
+            await set_server_options(session, server=server, new_tools=new_tools, compact=compact)
+            return {"slug": server.slug, "new_tools": server.new_tools, "compact": server.compact}
+
+    options = run(ctx, work)
+    if as_json:
+        emit_json(options)
+        return
+    mode = "on" if options["compact"] else "off"
+    typer.echo(f"server {options['slug']}: new tools {options['new_tools']}, compact {mode}")
 
 
 @app.command("capture")

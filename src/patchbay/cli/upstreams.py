@@ -23,10 +23,13 @@ from patchbay.services.naming import default_tool_name
 from patchbay.services.upstream_input import UpstreamInput, check_upstream, redact_url
 from patchbay.services.upstreams import (
     DiscoveredUpstream,
+    SyncResult,
     add_upstream,
     ensure_upstream_name_free,
+    get_upstream,
     list_upstreams,
     parse_mcp_servers_file,
+    remove_upstream,
 )
 from patchbay.store.models import ServerTemplate
 
@@ -285,3 +288,60 @@ def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
         [[r["slug"], r["transport"], str(r["tools"]), str(r["servers"]), r["target"]] for r in rows],
         empty="no upstreams yet; add one with: patchbay upstream add NAME --command ... | --url ...",
     )
+
+
+@app.command("sync")
+def sync(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Upstream slug.")],
+    timeout: TimeoutOption = 30.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask an upstream for its tools now; tools it rewrote are quarantined until approved."""
+    from patchbay.services.upstream_sync import sync_upstream
+
+    async def work(env: Env) -> tuple[str, SyncResult]:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            template = await get_upstream(session, slug=name, org_id=org.id)
+            slug, template_id = template.slug, template.id
+        result = await sync_upstream(env.sessionmaker, template_id=template_id, secret=env.secret, timeout=timeout)
+        return slug, result
+
+    slug, result = run(ctx, work)
+    report = {
+        "upstream": slug,
+        "added": result.added,
+        "changed": result.changed,
+        "removed": result.removed,
+        "quarantined": result.quarantined,
+    }
+    if as_json:
+        emit_json(report)
+        return
+    if not result.any:
+        typer.echo(f"upstream {slug}: no changes")
+        return
+    typer.echo(f"upstream {slug}:")
+    for what in ("added", "changed", "removed", "quarantined"):
+        for tool in report[what]:
+            typer.echo(f"  {what:<12}{tool}")
+    if result.quarantined:
+        typer.echo("review quarantined tools with: patchbay tool review")
+
+
+@app.command("remove")
+def remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Upstream slug.")],
+    force: Annotated[bool, typer.Option("--force", help="Also take it off the servers using it.")] = False,
+) -> None:
+    """Delete an upstream with its tools and secrets; refused while servers use it unless --force."""
+
+    async def work(env: Env) -> None:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            await remove_upstream(session, slug=name, org_id=org.id, force=force)
+
+    run(ctx, work)
+    typer.echo(f"removed upstream {name}")

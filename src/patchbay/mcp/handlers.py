@@ -25,6 +25,7 @@ from patchbay.errors import (
     UpstreamTimeout,
 )
 from patchbay.jsonrpc_types import JSONObject
+from patchbay.mcp import compact
 from patchbay.mcp.context import RequestContext
 from patchbay.mcp.param_headers import mismatch
 from patchbay.mcp.protocol import (
@@ -177,6 +178,8 @@ async def ping(ctx: RequestContext, params: JSONObject) -> JSONObject:
 
 
 async def tools_list(ctx: RequestContext, params: JSONObject) -> JSONObject:
+    if ctx.catalog.compact:
+        return {"tools": compact.TOOLS}
     return {"tools": ctx.gateway.visible_tools(ctx.principal, ctx.catalog)}
 
 
@@ -184,9 +187,24 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
     name = params.get("name")
     if not isinstance(name, str):
         raise RpcError(INVALID_PARAMS, "tools/call needs a tool name")
+    if ctx.catalog.compact and name == compact.SEARCH:
+        ctx.note.tool_name = name
+        return compact.search(ctx.gateway.visible_tools(ctx.principal, ctx.catalog), params.get("arguments"))
+    if ctx.catalog.compact and name == compact.CALL:
+        inner, arguments = compact.unwrap_call(params.get("arguments"))
+        # The client addressed call_tool, so header marks of the inner tool cannot be expected.
+        return await _call_tool(ctx, {**params, "name": inner, "arguments": arguments}, inner, check_marks=False)
+    return await _call_tool(ctx, params, name, check_marks=True)
+
+
+async def _call_tool(ctx: RequestContext, params: JSONObject, name: str, *, check_marks: bool) -> JSONObject:
     ctx.note.tool_name = name
     route = ctx.catalog.tools.get(name)
     if route is None:
+        held = ctx.catalog.quarantined.get(name)
+        if held is not None and (ctx.principal.all_tools or held in ctx.principal.grants):
+            ctx.note.tool_id, ctx.note.status = held, "denied"
+            raise RpcError(INVALID_PARAMS, quarantine_message(name), {"tool": name, "status": "quarantined"})
         raise RpcError(INVALID_PARAMS, f"Unknown tool: '{name}'", {"tool": name})
     ctx.note.tool_id = route.tool_id
     upstream = route.upstream
@@ -194,7 +212,7 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
     if upstream is not None:
 
         async def forward_call() -> JSONObject:
-            if route.param_marks and ctx.era == "modern":
+            if check_marks and route.param_marks and ctx.era == "modern":
                 problem = mismatch(route.param_marks, params.get("arguments"), ctx.headers)
                 if problem is not None:
                     raise RpcError(HEADER_MISMATCH, problem)
@@ -234,6 +252,14 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
         return done.value
     text = orjson.dumps(done.value).decode()
     return {"content": [{"type": "text", "text": text}], "structuredContent": done.value, "isError": False}
+
+
+def quarantine_message(name: str) -> str:
+    """Why a quarantined tool cannot be called, and what an admin does about it."""
+    return (
+        f"Tool '{name}' is quarantined: its upstream changed the tool's definition, which awaits an "
+        "admin's review (patchbay tool review, then patchbay tool approve)"
+    )
 
 
 def _rename_prompt(ctx: RequestContext) -> Callable[[Upstream, JSONObject], JSONObject]:

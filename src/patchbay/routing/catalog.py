@@ -75,6 +75,10 @@ class Catalog:
     capture_payloads: bool = True
     # Filled lazily from list calls: exposed resource URI / prompt name -> (upstream, upstream's name).
     resource_owner: dict[str, Upstream] = field(default_factory=dict)
+    # Enabled tools held back because their upstream changed them: exposed name -> tool id.
+    quarantined: dict[str, str] = field(default_factory=dict)
+    # Compact mode: clients see a search tool and a call tool (``patchbay.mcp.compact``).
+    compact: bool = False
 
     def upstream_by_slug(self, slug: str) -> Upstream | None:
         for up in self.upstreams:
@@ -100,15 +104,15 @@ class Catalog:
 
 
 def aggregate_capabilities(upstreams: list[Upstream]) -> JSONObject:
-    """Only what at least one upstream really has; list_changed is not promised (yet)."""
+    """Only what at least one upstream really has; list changes are announced by the gateway itself."""
     caps: JSONObject = {}
     if any("tools" in u.capabilities for u in upstreams) or not upstreams:
-        caps["tools"] = {}
+        caps["tools"] = {"listChanged": True}
     if any("resources" in u.capabilities for u in upstreams):
         subscribable = any((u.capabilities.get("resources") or {}).get("subscribe") for u in upstreams)
-        caps["resources"] = {"subscribe": True} if subscribable else {}
+        caps["resources"] = {"subscribe": True, "listChanged": True} if subscribable else {"listChanged": True}
     if any("prompts" in u.capabilities for u in upstreams):
-        caps["prompts"] = {}
+        caps["prompts"] = {"listChanged": True}
     if any("completions" in u.capabilities for u in upstreams):
         caps["completions"] = {}
     if any("logging" in u.capabilities for u in upstreams):
@@ -183,10 +187,13 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
             instructions.append(f"{tpl.slug}: {tpl.instructions}")
     names = exposed_tool_names(server, server.tools)
     tools: dict[str, ToolRoute] = {}
+    quarantined: dict[str, str] = {}
     for st in server.tools:
         tool = st.tool
         up = upstreams.get(tool.template_id or "")
         local = _local_target(tool)
+        if st.enabled and tool.status == "quarantined" and up is not None:
+            quarantined[names[st.id]] = tool.id
         if not st.enabled or tool.status != "active" or (up is None and local is None):
             continue
         exposed = names[st.id]
@@ -214,6 +221,8 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
         tools=dict(sorted(tools.items())),
         capabilities=capabilities,
         instructions="\n".join(instructions) or None,
+        quarantined=quarantined,
+        compact=server.compact,
         capture_payloads=server.capture_payloads,
     )
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -213,4 +213,35 @@ async def get_key(session: AsyncSession, *, org_id: str, prefix: str) -> ApiKey:
     key = await session.scalar(select(ApiKey).where(ApiKey.prefix == wanted, ApiKey.org_id == org_id))
     if key is None:
         raise NotFound(f"no key with prefix {wanted!r}")
+    return key
+
+
+async def set_key_tools(
+    session: AsyncSession,
+    *,
+    prefix: str,
+    org_id: str | None,
+    allow: Sequence[tuple[str, str]] | None,
+    channel: security.Channel = "cli",
+) -> ApiKey:
+    """Replace a key's allow-list (None: every tool of its server); its clients are told at once."""
+    wanted = normalise_prefix(prefix)
+    query = select(ApiKey).where(ApiKey.prefix == wanted)
+    if org_id is not None:
+        query = query.where(ApiKey.org_id == org_id)
+    key = await session.scalar(query)
+    if key is None:
+        raise NotFound(f"no key with prefix {wanted!r}")
+    server = await session.get(Server, key.server_id)
+    assert server is not None  # a key's server is deleted with it
+    grants = await _grants(session, server=server, allow=allow) if allow is not None else None
+    await session.execute(delete(ApiKeyToolPermission).where(ApiKeyToolPermission.api_key_id == key.id))
+    for row, access in (grants or {}).values():
+        session.add(
+            ApiKeyToolPermission(api_key_id=key.id, tool_id=row.tool_id, can_read=True, can_write=access == "rw")
+        )
+    key.all_tools = grants is None
+    await session.flush()
+    await bump_key(session, key)
+    security.record(session, _key_event("permission.changed", key, channel))
     return key

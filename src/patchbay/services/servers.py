@@ -45,8 +45,12 @@ async def create_server(
     upstream_slugs: Sequence[str],
     tools: Sequence[str] | None,
     plain_names: bool,
+    new_tools: str = "disabled",
+    compact: bool = False,
 ) -> Server:
     """A server over ``upstream_slugs`` with all their active tools, or only ``tools``."""
+    if new_tools not in ("enabled", "disabled"):
+        raise InvalidInput(f"new-tools policy must be enabled or disabled, not {new_tools!r}")
     clean_name = name.strip()
     slug = require_slug(clean_name, what="server", max_length=MAX_SERVER_SLUG)
     if await session.scalar(select(Server.id).where(Server.org_id == org_id, Server.slug == slug)):
@@ -61,7 +65,15 @@ async def create_server(
     chosen = offered if tools is None else _pick(tools, offered, templates)
     if plain_names:
         _refuse_plain_clashes(chosen)
-    server = Server(id=new_id(), org_id=org_id, name=clean_name, slug=slug, plain_names=plain_names)
+    server = Server(
+        id=new_id(),
+        org_id=org_id,
+        name=clean_name,
+        slug=slug,
+        plain_names=plain_names,
+        new_tools=new_tools,
+        compact=compact,
+    )
     session.add(server)
     for position, template in enumerate(templates):
         session.add(ServerTemplateLink(server_id=server.id, template_id=template.id, position=position))

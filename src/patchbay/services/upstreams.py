@@ -7,22 +7,26 @@ another row does not open.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any, Protocol
 
-import orjson
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from patchbay.audit.security import Channel
 from patchbay.errors import Conflict, InvalidInput, NotFound
 from patchbay.routing.upstream.base import UpstreamSpec
 from patchbay.security.crypto import decrypt_json, encrypt_json
 from patchbay.services.mcp_servers_file import parse_mcp_servers_file
-from patchbay.services.revisions import bump_servers
 from patchbay.services.slugs import require_slug, slugify
+from patchbay.services.tool_sync import (
+    SyncResult,
+    bump_servers_using,
+    check_tools,
+    sync_tools,
+    tool_definition_hash,
+)
 from patchbay.services.upstream_input import UpstreamInput, check_upstream, parse_transport
 from patchbay.store.models import (
     EncryptionKey,
@@ -32,7 +36,6 @@ from patchbay.store.models import (
     TemplateConfig,
     Tool,
     new_id,
-    utcnow,
 )
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "get_upstream",
     "list_upstreams",
     "parse_mcp_servers_file",
+    "refresh_upstream",
     "remove_upstream",
     "store_config",
     "sync_tools",
@@ -54,10 +58,6 @@ __all__ = [
     "upstream_spec",
     "user_specs",
 ]
-
-_HASHED_FIELDS = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
-MAX_TOOL_NAME = 200
-MAX_TITLE = 500
 
 
 class DiscoveredUpstream(Protocol):
@@ -76,27 +76,10 @@ class DiscoveredUpstream(Protocol):
 
 
 @dataclass(frozen=True)
-class SyncResult:
-    added: list[str]
-    changed: list[str]
-    removed: list[str]
-
-    @property
-    def any(self) -> bool:
-        return bool(self.added or self.changed or self.removed)
-
-
-@dataclass(frozen=True)
 class UpstreamSummary:
     template: ServerTemplate
     active_tools: int
     servers: int
-
-
-def tool_definition_hash(tool: Mapping[str, Any]) -> str:
-    """sha256 over the canonical JSON of what a client sees of a tool (the pin)."""
-    canonical = {key: tool.get(key) for key in _HASHED_FIELDS}
-    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 async def ensure_upstream_name_free(session: AsyncSession, *, org_id: str | None, name: str) -> str:
@@ -127,7 +110,7 @@ async def add_upstream(
     ``required`` names further env vars / headers each org must set before servers using it run.
     """
     checked = check_upstream(name=name, transport=transport, command=command, url=url, env=env, headers=headers)
-    _check_tools(discovery.tools)
+    check_tools(discovery.tools)
     slug = await ensure_upstream_name_free(session, org_id=org_id, name=checked.name)
     template = ServerTemplate(
         id=new_id(),
@@ -155,6 +138,24 @@ async def add_upstream(
         )
     await sync_tools(session, template=template, tools=discovery.tools)
     return template
+
+
+async def refresh_upstream(
+    session: AsyncSession, *, template: ServerTemplate, discovery: DiscoveredUpstream, channel: Channel = "cli"
+) -> SyncResult:
+    """Store what a fresh discovery of ``template`` found: its description, capabilities and tools."""
+    described = (
+        discovery.protocol_version,
+        dict(discovery.server_info or {}),
+        dict(discovery.capabilities or {}),
+        discovery.instructions,
+    )
+    before = (template.protocol_version, template.server_info, template.capabilities, template.instructions)
+    if described != before:
+        template.protocol_version, template.server_info, template.capabilities, template.instructions = described
+        await session.flush()
+        await bump_servers_using(session, template_id=template.id)
+    return await sync_tools(session, template=template, tools=discovery.tools, channel=channel)
 
 
 def config_context(template_id: str, org_id: str | None, user_id: str | None) -> str:
@@ -195,76 +196,6 @@ async def store_config(
     await session.flush()
     await bump_servers_using(session, template_id=template.id)
     return config
-
-
-async def sync_tools(
-    session: AsyncSession, *, template: ServerTemplate, tools: Sequence[Mapping[str, Any]]
-) -> SyncResult:
-    """Make the template's Tool rows match what the upstream lists now."""
-    incoming = _check_tools(tools)
-    existing = {
-        tool.name: tool for tool in (await session.scalars(select(Tool).where(Tool.template_id == template.id))).all()
-    }
-    now = utcnow()
-    added: list[str] = []
-    changed: list[str] = []
-    for name, raw in incoming.items():
-        digest = tool_definition_hash(raw)
-        tool = existing.get(name)
-        if tool is None:
-            tool = Tool(template_id=template.id, name=name, status="active")
-            session.add(tool)
-            added.append(name)
-        elif tool.definition_hash != digest or tool.status == "removed":
-            changed.append(name)
-            if tool.status == "removed":
-                tool.status = "active"
-        _apply(tool, raw, digest, now)
-    removed = [n for n, t in existing.items() if n not in incoming and t.status != "removed"]
-    for name in removed:
-        existing[name].status = "removed"
-    template.last_synced_at = now
-    await session.flush()
-    result = SyncResult(added=added, changed=changed, removed=removed)
-    if result.any:
-        await bump_servers_using(session, template_id=template.id)
-    return result
-
-
-def _check_tools(tools: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    out: dict[str, Mapping[str, Any]] = {}
-    for index, raw in enumerate(tools):
-        name = raw.get("name") if isinstance(raw, Mapping) else None
-        if not isinstance(name, str) or not name:
-            raise InvalidInput(f"the upstream's tool #{index + 1} has no name")
-        if len(name) > MAX_TOOL_NAME:
-            raise InvalidInput(f"the upstream's tool {name[:40]!r}... has a name over {MAX_TOOL_NAME} chars")
-        if name in out:
-            raise InvalidInput(f"the upstream lists tool {name!r} twice")
-        out[name] = raw
-    return out
-
-
-def _apply(tool: Tool, raw: Mapping[str, Any], digest: str, now: datetime) -> None:
-    title = raw.get("title")
-    description = raw.get("description")
-    input_schema = raw.get("inputSchema")
-    output_schema = raw.get("outputSchema")
-    annotations = raw.get("annotations")
-    tool.title = title[:MAX_TITLE] if isinstance(title, str) else None
-    tool.description = description if isinstance(description, str) else ""
-    tool.input_schema = dict(input_schema) if isinstance(input_schema, Mapping) else {}
-    tool.output_schema = dict(output_schema) if isinstance(output_schema, Mapping) else None
-    tool.annotations = dict(annotations) if isinstance(annotations, Mapping) else None
-    tool.definition = dict(raw)
-    tool.definition_hash = digest
-    tool.last_seen_at = now
-
-
-async def bump_servers_using(session: AsyncSession, *, template_id: str) -> None:
-    """Every server linking the template exposes something new: invalidate their caches."""
-    linked = select(ServerTemplateLink.server_id).where(ServerTemplateLink.template_id == template_id)
-    await bump_servers(session, Server.id.in_(linked))
 
 
 def _same_owner(org_id: str | None) -> Any:

@@ -34,6 +34,10 @@ class ChangeWatcher(Protocol):
         """A number that differs from its previous value whenever the data may have changed."""
         ...
 
+    async def wait(self, generation: int) -> int:
+        """Return the generation once it differs from ``generation`` (what live notifications wait on)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -58,6 +62,9 @@ class SqliteWatcher:
     truncates the index when no connection has it open, and ours keeps it open for as long as
     the mapping lives. Without a WAL index (another journal mode) every call reads the counter.
     """
+
+    # SQLite has no notifications: waiting polls the counter (a few microseconds a read).
+    POLL_SECONDS = 0.05
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -102,6 +109,13 @@ class SqliteWatcher:
         row = self._conn.execute("SELECT value FROM change_counter WHERE id = 1").fetchone()
         return int(row[0]) if row is not None else -1
 
+    async def wait(self, generation: int) -> int:
+        while True:
+            current = self.generation()
+            if current != generation:
+                return current
+            await asyncio.sleep(self.POLL_SECONDS)
+
     async def aclose(self) -> None:
         if self._shm is not None:
             self._shm.close()
@@ -122,14 +136,26 @@ class PostgresWatcher:
         self._listening = False
         self._task: asyncio.Task[None] | None = None
         self._woken = asyncio.Event()
+        self._changed = asyncio.Event()
 
     def generation(self) -> int:
         if not self._listening:
             self._count += 1  # blind: treat every request as after a change
         return self._count
 
+    async def wait(self, generation: int) -> int:
+        while self._count == generation:
+            self._changed.clear()
+            # While blind, wake every second so waiters re-check rather than trust silence.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 1.0 if self._listening else 0.2)
+            if not self._listening:
+                self._count += 1
+        return self._count
+
     def _notified(self, *_args: Any) -> None:
         self._count += 1
+        self._changed.set()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen())
@@ -148,6 +174,7 @@ class PostgresWatcher:
                     await driver.add_listener(CHANNEL, self._notified)
                     self._listening = True
                     self._count += 1
+                    self._changed.set()
                     self._woken.set()
                     delay = 0.2
                     await closed.wait()

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -198,6 +199,9 @@ class Tool(Timestamped, Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Calls per minute across every channel and key; None: unlimited.
     rate_limit: Mapped[int | None] = mapped_column(Integer)
+    # While quarantined: what the upstream now offers, waiting for an admin's approval.
+    pending_definition: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    pending_hash: Mapped[str | None] = mapped_column(String(64))
 
     template: Mapped[ServerTemplate | None] = relationship(back_populates="tools")
     local: Mapped[LocalTool | None] = relationship(back_populates="tool", uselist=False, cascade="all, delete-orphan")
@@ -288,6 +292,10 @@ class Server(Timestamped, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(20), default="running")  # pending / running / stopped
     plain_names: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Whether tools an upstream adds later start enabled on this server ("enabled" / "disabled").
+    new_tools: Mapped[str] = mapped_column(String(10), default="disabled", server_default="disabled")
+    # Compact mode: clients see a search tool and a call tool instead of every definition.
+    compact: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Request and response bodies of this server's calls go to object storage (redacted, capped).
     capture_payloads: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Bumped on every change that alters what the server exposes; caches key on it.

@@ -451,16 +451,18 @@ class McpEndpoint:
             return
         last_event_id = headers.get("last-event-id")
         if last_event_id is not None:
-            await self._resume(receive, send, session, last_event_id)
+            await self._resume(receive, send, session, principal, last_event_id)
             return
-        await serve_legacy_stream(self.gw, session, receive, send, session_channel(session.id))
+        await serve_legacy_stream(self.gw, session, principal, receive, send, session_channel(session.id))
 
-    async def _resume(self, receive: Receive, send: Send, session: LegacySession, last_event_id: str) -> None:
+    async def _resume(
+        self, receive: Receive, send: Send, session: LegacySession, principal: Principal, last_event_id: str
+    ) -> None:
         parsed = parse_event_id(last_event_id)
         if parsed is None or not await owns(self.gw.store, parsed[0], session.id):
             # Not one of this session's response streams (or it expired): a fresh stream loses nothing
             # the client can still get, so serve the session's standalone stream instead.
-            await serve_legacy_stream(self.gw, session, receive, send, session_channel(session.id))
+            await serve_legacy_stream(self.gw, session, principal, receive, send, session_channel(session.id))
             return
         await replay(self.gw.store, parsed[0], parsed[1], receive, send)
 

@@ -5,7 +5,7 @@ Tools stay in the one ``tools`` table; a local tool is a tool with a ``local_too
 table (a rebuild would cascade-delete rows that reference it).
 
 Revision ID: 0005
-Revises: 0006
+Revises: 0004
 Create Date: 2026-11-23 13:05:06.886634
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0006"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
