@@ -117,12 +117,14 @@ def patchbay_cli() -> str:
     return which
 
 
-def setup_gateway(data_dir: Path, upstream_url: str, env: dict[str, str]) -> str:
+def setup_gateway(data_dir: Path, upstream_url: str, env: dict[str, str], *, capture: bool = True) -> str:
     """Create upstream, server, user and key with the CLI; return the key."""
     cli = patchbay_cli()
     base = [cli, "--data-dir", str(data_dir)]
     run([*base, "upstream", "add", "echo", "--url", upstream_url], env=env)
     run([*base, "server", "create", "bench", "--upstream", "echo"], env=env)
+    if not capture:
+        run([*base, "server", "capture", "bench", "--off"], env=env)
     run([*base, "user", "create", "bench@example.com"], env=env)
     out = run([*base, "key", "create", "--server", "bench", "--user", "bench@example.com"], env=env)
     lines = [line.strip() for line in out.splitlines() if line.strip()]
@@ -479,6 +481,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, default=RESULTS / "proxy_overhead.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and logs")
+    parser.add_argument(
+        "--no-payloads", action="store_true", help="switch payload capture off for the bench server (default: on)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.warmup, args.rounds = 300, 50, 1
@@ -506,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         upstream, upstream_url = start_upstream(workdir, modern=args.modern_upstream)
         children.append(upstream)
         print(f"echo upstream pid {upstream.pid} at {upstream_url}", flush=True)
-        key = setup_gateway(data_dir, upstream_url, env)
+        key = setup_gateway(data_dir, upstream_url, env, capture=not args.no_payloads)
         gateway, gateway_url = start_gateway(workdir, data_dir, env)
         children.append(gateway)
         print(
