@@ -64,7 +64,7 @@ class KeyResolver:
         if not looks_like_key(raw_key):
             raise Unauthenticated("malformed API key")
         digest = hash_key(raw_key, self._secret)
-        generation = self._watcher.generation()
+        generation = await self._watcher.confirmed_generation()
         if generation != self._generation:
             self._cache.clear()
             self._generation = generation

@@ -24,6 +24,9 @@ class _Unchanging:
     def generation(self) -> int:
         return 0
 
+    async def confirmed_generation(self) -> int:
+        return 0
+
     async def wait(self, generation: int) -> int:
         raise RuntimeError("a one-call process does not wait for changes")
 

@@ -38,6 +38,10 @@ class ChangeWatcher(Protocol):
         """Return the generation once it differs from ``generation`` (what live notifications wait on)."""
         ...
 
+    async def confirmed_generation(self) -> int:
+        """The generation, with every change committed before this call counted (for key revocation)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -109,6 +113,9 @@ class SqliteWatcher:
         row = self._conn.execute("SELECT value FROM change_counter WHERE id = 1").fetchone()
         return int(row[0]) if row is not None else -1
 
+    async def confirmed_generation(self) -> int:
+        return self.generation()  # reads the database itself: already current
+
     async def wait(self, generation: int) -> int:
         while True:
             current = self.generation()
@@ -137,6 +144,7 @@ class PostgresWatcher:
         self._task: asyncio.Task[None] | None = None
         self._woken = asyncio.Event()
         self._changed = asyncio.Event()
+        self._last_counter: Any = None
 
     def generation(self) -> int:
         if not self._listening:
@@ -152,6 +160,17 @@ class PostgresWatcher:
             if not self._listening:
                 self._count += 1
         return self._count
+
+    async def confirmed_generation(self) -> int:
+        # NOTIFY reaches the listener asynchronously, possibly after the client's next request: read
+        # the counter itself (one small query), so a revocation committed before a request is seen by it.
+        async with self._engine.connect() as conn:
+            value = (await conn.execute(text("SELECT value FROM change_counter WHERE id = 1"))).scalar()
+        if value != self._last_counter:
+            self._last_counter = value
+            self._count += 1
+            self._changed.set()
+        return self.generation()
 
     def _notified(self, *_args: Any) -> None:
         self._count += 1
