@@ -81,4 +81,6 @@ def test_key_update_replaces_permissions(cli: Cli, tmp_path: Path) -> None:
     assert json.loads(updated.stdout)["tools"] == {"shift__echo": "rw"}
     widened = cli("key", "update", prefix, "--all-tools")
     assert widened.stdout.strip() == f"key {prefix} may now use every tool"
-    assert one_error_line(cli("key", "update", prefix)) == "error: give either --allow TOOL[:r|:rw]... or --all-tools"
+    assert one_error_line(cli("key", "update", prefix)) == (
+        "error: give either --allow TOOL[:r|:rw]... or --all-tools, and/or --credential UPSTREAM=CHOICE"
+    )

@@ -42,6 +42,7 @@ class AuditEvent:
     detail: str | None = None
     payload_key: str | None = None
     payload_stored_at: datetime | None = None
+    credential: str | None = None  # own / org / shared:NAME: which upstream credential a call used
 
     def as_row(self) -> dict[str, Any]:
         """The column values for an INSERT into ``audit_records``."""

@@ -23,6 +23,7 @@ SecurityEventName = Literal[
     "key.revoked",
     "auth.failed",
     "permission.changed",
+    "credential.changed",
     "payload_capture.changed",
     "login",
     "login.failed",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from patchbay.policy.credentials import CredentialChoice
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +29,6 @@ class Principal:
     grants: Mapping[str, ToolGrant]  # tool id -> grant; empty when all_tools
     auth_method: str = "api_key"
     rate_limit: int | None = None  # the key's calls per minute; None: unlimited
+    shared: bool = False  # not personal: calls with shared credentials whoever holds it
+    # template id -> the credential chosen for that upstream; absent: the default choice
+    credentials: Mapping[str, CredentialChoice] = field(default_factory=dict)

@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from patchbay.auth.keys import hash_key, looks_like_key
 from patchbay.auth.principal import Principal, ToolGrant
 from patchbay.errors import Unauthenticated
+from patchbay.policy.credentials import CredentialChoice, choice_of
 from patchbay.store.changes import ChangeWatcher
-from patchbay.store.models import ApiKey, ApiKeyToolPermission, Server
+from patchbay.store.models import ApiKey, ApiKeyCredential, ApiKeyToolPermission, Server, SharedCredential
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ _KEY_QUERY = (
         Server.revision,
         Server.status,
         ApiKey.rate_limit,
+        ApiKey.shared,
     )
     .join(Server, Server.id == ApiKey.server_id)
     .where(ApiKey.secret_hash == bindparam("h"))
@@ -55,6 +57,7 @@ class KeyResolver:
         self._generation: int | None = None
         self._cache: dict[str, tuple[Principal, datetime | None]] = {}
         self._grants: dict[tuple[str, int], dict[str, ToolGrant]] = {}
+        self._credentials: dict[tuple[str, int], dict[str, CredentialChoice]] = {}
         self._used: dict[str, datetime] = {}
         self.hits = 0  # for /metrics
         self.misses = 0
@@ -92,7 +95,21 @@ class KeyResolver:
             row = (await session.execute(_KEY_QUERY, {"h": digest})).first()
             if row is None:
                 raise Unauthenticated("unknown API key")
-            (key_id, prefix, key_rev, org_id, server_id, user_id, all_tools, expires, revoked, srv_rev, _, limit) = row
+            (
+                key_id,
+                prefix,
+                key_rev,
+                org_id,
+                server_id,
+                user_id,
+                all_tools,
+                expires,
+                revoked,
+                srv_rev,
+                _,
+                limit,
+                shared,
+            ) = row
             if revoked is not None:
                 raise Unauthenticated(f"API key {prefix} was revoked")
             expires = _aware(expires) if expires is not None else None
@@ -105,6 +122,13 @@ class KeyResolver:
                     cached = await self._load_grants(session, key_id)
                     self._grants[(key_id, key_rev)] = cached
                 grants = cached
+            # Bindings change only with the key's revision, like its grants.
+            choices = self._credentials.get((key_id, key_rev))
+            if choices is None:
+                choices = await self._load_credentials(session, key_id)
+                if len(self._credentials) >= _CACHE_SIZE:
+                    self._credentials.clear()
+                self._credentials[(key_id, key_rev)] = choices
         principal = Principal(
             key_id=key_id,
             key_prefix=prefix,
@@ -116,8 +140,18 @@ class KeyResolver:
             all_tools=all_tools,
             grants=grants,
             rate_limit=limit,
+            shared=bool(shared),
+            credentials=choices,
         )
         return principal, expires
+
+    async def _load_credentials(self, session: AsyncSession, key_id: str) -> dict[str, CredentialChoice]:
+        rows = await session.execute(
+            select(ApiKeyCredential.template_id, ApiKeyCredential.source, SharedCredential.name)
+            .outerjoin(SharedCredential, SharedCredential.id == ApiKeyCredential.shared_credential_id)
+            .where(ApiKeyCredential.api_key_id == key_id)
+        )
+        return {template_id: choice_of(source, name) for template_id, source, name in rows}
 
     async def _load_grants(self, session: AsyncSession, key_id: str) -> dict[str, ToolGrant]:
         rows = await session.execute(

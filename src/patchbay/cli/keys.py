@@ -9,14 +9,27 @@ import typer
 from patchbay.cli.output import emit_json, emit_table, when
 from patchbay.cli.runtime import Env, run
 from patchbay.errors import InvalidInput
+from patchbay.services.credentials import parse_binding
 from patchbay.services.durations import parse_duration
-from patchbay.services.keys import Access, KeySummary, create_key, list_keys, revoke_key, set_key_tools
+from patchbay.services.keys import (
+    Access,
+    KeySummary,
+    create_key,
+    list_keys,
+    revoke_key,
+    set_key_credentials,
+    set_key_tools,
+)
 from patchbay.services.servers import get_server
 from patchbay.services.users import get_user
 
 app = typer.Typer(help="API keys.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (key create: metadata line, then secret).")]
+CredentialOption = Annotated[
+    list[str] | None,
+    typer.Option("--credential", help="UPSTREAM=own|org|shared:NAME: what the key calls that upstream with."),
+]
 
 
 def parse_allow(entries: list[str]) -> list[tuple[str, Access]]:
@@ -42,11 +55,21 @@ def key_json(summary: KeySummary) -> dict[str, Any]:
         "user": summary.user,
         "state": summary.state,
         "tools": summary.tools,
+        "shared": key.shared,
+        "credentials": summary.credentials,
         "created_at": key.created_at,
         "expires_at": key.expires_at,
         "revoked_at": key.revoked_at,
         "last_used_at": key.last_used_at,
     }
+
+
+def credentials_text(summary: KeySummary) -> str:
+    """``shared`` and the explicit choices, or ``default``."""
+    chosen = ",".join(f"{u}={c}" for u, c in sorted(summary.credentials.items()))
+    if summary.key.shared:
+        return f"shared:{chosen}"
+    return chosen or "default"
 
 
 @app.command("create")
@@ -60,10 +83,15 @@ def create(
     ] = None,
     expires_in: Annotated[str | None, typer.Option("--expires-in", help="e.g. 30d, 12h, 15m.")] = None,
     rate_limit: Annotated[int | None, typer.Option("--rate-limit", help="Tool calls per minute.")] = None,
+    credential: CredentialOption = None,
+    shared: Annotated[
+        bool, typer.Option("--shared", help="Not personal: calls with its shared credentials whoever holds it.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create a key; without --allow it may use every tool of its server."""
     grants = parse_allow(allow) if allow else None
+    bindings = [parse_binding(entry) for entry in credential or []]
     lifetime = parse_duration(expires_in) if expires_in is not None else None
 
     async def work(env: Env) -> tuple[KeySummary, str]:
@@ -80,9 +108,11 @@ def create(
                 expires_in=lifetime,
                 secret=env.secret,
                 rate_limit=rate_limit,
+                credentials=bindings,
+                shared=shared,
             )
-            tools = None if grants is None else dict(grants)
-            return KeySummary(key=key, server=target.slug, user=owner.email, state="active", tools=tools), secret
+            summaries = await list_keys(session, org_id=org.id, server=target)
+            return next(s for s in summaries if s.key.id == key.id), secret
 
     summary, secret = run(ctx, work)
     if as_json:
@@ -90,7 +120,7 @@ def create(
     else:
         scope = "every tool" if summary.tools is None else f"{len(summary.tools)} tool(s)"
         expiry = f"expires {when(summary.key.expires_at)}" if summary.key.expires_at else "never expires"
-        owner = f"for server {summary.server} ({summary.user})"
+        owner = f"for server {summary.server} ({'shared, by ' if summary.key.shared else ''}{summary.user})"
         typer.echo(f"created key {summary.key.prefix} {owner}, {scope}, {expiry}")
         typer.echo("store the key now; it cannot be shown again", err=True)
     typer.echo(secret)
@@ -115,7 +145,7 @@ def list_(
         emit_json([key_json(s) for s in summaries])
         return
     emit_table(
-        ["PREFIX", "NAME", "SERVER", "USER", "STATE", "TOOLS", "EXPIRES", "LAST USED"],
+        ["PREFIX", "NAME", "SERVER", "USER", "STATE", "TOOLS", "CREDENTIALS", "EXPIRES", "LAST USED"],
         [
             [
                 s.key.prefix,
@@ -124,6 +154,7 @@ def list_(
                 s.user,
                 s.state,
                 "all" if s.tools is None else ",".join(f"{t}:{a}" for t, a in sorted(s.tools.items())) or "none",
+                credentials_text(s),
                 when(s.key.expires_at, never="never"),
                 when(s.key.last_used_at, never="never"),
             ]
@@ -162,17 +193,31 @@ def update(
         list[str] | None, typer.Option("--allow", help="TOOL[:r|:rw], by exposed name; repeatable; replaces all.")
     ] = None,
     all_tools: Annotated[bool, typer.Option("--all-tools", help="Let the key use every tool of its server.")] = False,
+    credential: CredentialOption = None,
+    default_credentials: Annotated[
+        bool, typer.Option("--default-credentials", help="Drop every credential choice of the key.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Replace a key's tool permissions; its connected clients are told at once."""
-    if bool(allow) == all_tools:
+    """Replace a key's tool permissions and/or credential choices; the next call uses them."""
+    if allow and all_tools:
         raise InvalidInput("give either --allow TOOL[:r|:rw]... or --all-tools")
+    if credential and default_credentials:
+        raise InvalidInput("give either --credential UPSTREAM=... or --default-credentials")
+    tools_change = bool(allow) or all_tools
+    credentials_change = bool(credential) or default_credentials
+    if not tools_change and not credentials_change:
+        raise InvalidInput("give either --allow TOOL[:r|:rw]... or --all-tools, and/or --credential UPSTREAM=CHOICE")
     grants = parse_allow(allow) if allow else None
+    bindings = [parse_binding(entry) for entry in credential or []]
 
     async def work(env: Env) -> KeySummary:
         async with env.transaction() as session:
             org = await env.org(session)
-            key = await set_key_tools(session, prefix=prefix, org_id=org.id, allow=grants)
+            if tools_change:
+                key = await set_key_tools(session, prefix=prefix, org_id=org.id, allow=grants)
+            if credentials_change:
+                key = await set_key_credentials(session, prefix=prefix, org_id=org.id, credentials=bindings)
             return next(s for s in await list_keys(session, org_id=org.id) if s.key.id == key.id)
 
     summary = run(ctx, work)
@@ -180,4 +225,4 @@ def update(
         emit_json(key_json(summary))
         return
     tools = "every tool" if summary.tools is None else ", ".join(f"{n}:{a}" for n, a in sorted(summary.tools.items()))
-    typer.echo(f"key {summary.key.prefix} may now use {tools}")
+    typer.echo(f"key {summary.key.prefix} may now use {tools}, credentials: {credentials_text(summary)}")

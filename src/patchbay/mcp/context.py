@@ -23,6 +23,7 @@ class AuditNote:
     tool_id: str | None = None
     status: str = "ok"
     error_code: int | None = None
+    credential: str | None = None  # which upstream credential the call used: own / org / shared:NAME
 
 
 @dataclass(slots=True)

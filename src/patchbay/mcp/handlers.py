@@ -75,8 +75,10 @@ async def forward(ctx: RequestContext, upstream: Upstream, method: str, params: 
     """Send one request upstream and return its result, or raise its error as the client's error."""
     gw = ctx.gateway
     try:
+        chosen = upstream.resolve(ctx.principal, ctx.principal.user_id)
+        ctx.note.credential = chosen.credential
         response = await gw.pool.request(
-            upstream.spec_for(ctx.principal.user_id),
+            chosen.spec,
             method,
             params,
             timeout=gw.settings.upstream_timeout,
@@ -359,7 +361,7 @@ async def resources_subscribe(ctx: RequestContext, params: JSONObject) -> JSONOb
             raise RpcError(INVALID_PARAMS, f"no upstream can subscribe to {uri}")
         owner = able[0]
     if ctx.gateway.resources.needs_listen(owner.protocol_version):
-        ctx.gateway.resources.watch(owner.spec, uri)
+        ctx.gateway.resources.watch(owner.resolve(ctx.principal, ctx.principal.user_id).spec, uri)
     else:
         await forward(ctx, owner, "resources/subscribe", upstream_params(ctx, params))
     if uri not in ctx.session.subscriptions:

@@ -34,6 +34,9 @@ class Action(StrEnum):
     CONFIG_SET_OWN = "config.set_own"
     KEYS_OWN = "keys.own"  # read, create and revoke one's own keys
     KEYS_ANY = "keys.any"  # read and revoke everyone's keys, create keys for other members
+    CREDENTIALS_READ = "credentials.read"  # names of the org's shared credentials (never values)
+    # set and remove shared credentials, bind them to keys, create shared keys
+    CREDENTIALS_MANAGE = "credentials.manage"
 
 
 # The least role that may perform each action.
@@ -51,6 +54,8 @@ _MIN_ROLE: dict[Action, Role] = {
     Action.CONFIG_SET_OWN: "member",
     Action.KEYS_OWN: "member",
     Action.KEYS_ANY: "admin",
+    Action.CREDENTIALS_READ: "member",
+    Action.CREDENTIALS_MANAGE: "admin",
 }
 
 

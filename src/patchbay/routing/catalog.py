@@ -21,9 +21,13 @@ from patchbay.engine.runner import LocalTarget
 from patchbay.errors import NotFound
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.param_headers import Annotation, header_marks
+from patchbay.policy.credentials import KeyCredentials
+from patchbay.routing.credential_specs import CredentialSpecs, Resolved
 from patchbay.routing.upstream.base import UpstreamSpec
+from patchbay.security.crypto import Keyring, fingerprint_key
+from patchbay.services.credentials import sealed_shared_credentials
 from patchbay.services.naming import exposed_tool_names, prefixed_name
-from patchbay.services.upstreams import upstream_spec, user_specs
+from patchbay.services.upstreams import sealed_user_configs, upstream_spec
 from patchbay.store.models import Server, ServerTemplateLink, ServerTool, Tool
 
 SEPARATOR = "__"
@@ -35,15 +39,18 @@ class Upstream:
 
     template_id: str
     slug: str
-    spec: UpstreamSpec
+    credentials: CredentialSpecs
     capabilities: JSONObject
     protocol_version: str | None
-    # Users of the org who set their own values for this upstream call with them (user beats org).
-    user_specs: Mapping[str, UpstreamSpec] = field(default_factory=dict)
 
-    def spec_for(self, user_id: str) -> UpstreamSpec:
-        """The connection a call on behalf of ``user_id`` uses."""
-        return self.user_specs.get(user_id, self.spec) if self.user_specs else self.spec
+    @property
+    def spec(self) -> UpstreamSpec:
+        """The connection with the org's configuration."""
+        return self.credentials.org.spec
+
+    def resolve(self, key: KeyCredentials, user_id: str) -> Resolved:
+        """The connection (and credential) a call by ``key`` on behalf of ``user_id`` uses."""
+        return self.credentials.resolve(key, user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +133,8 @@ class CatalogCache:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes) -> None:
         self._sessionmaker = sessionmaker
         self._secret = secret
+        self._keyring = Keyring(secret)
+        self._fp_key = fingerprint_key(secret)
         self._catalogs: dict[str, Catalog] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.hits = 0  # for /metrics
@@ -143,20 +152,36 @@ class CatalogCache:
             if found is not None and found.revision >= revision:
                 return found
             async with self._sessionmaker() as session:
-                built = await build_catalog(session, server_id=server_id, secret=self._secret)
+                built = await build_catalog(
+                    session, server_id=server_id, secret=self._secret, keyring=self._keyring, fp_key=self._fp_key
+                )
             self._catalogs[server_id] = built
             return built
 
     def servers_using(self, spec_key: str) -> list[str]:
         """Ids of cached servers that route to the upstream connection ``spec_key``."""
-        return [c.server_id for c in self._catalogs.values() if any(u.spec.key == spec_key for u in c.upstreams)]
+        return [
+            c.server_id
+            for c in self._catalogs.values()
+            if any(r.spec.key == spec_key for u in c.upstreams for r in u.credentials.known())
+        ]
 
     def invalidate(self, server_id: str) -> None:
         self._catalogs.pop(server_id, None)
 
 
-async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes) -> Catalog:
-    """Load a server with its upstreams and enabled tools and name everything."""
+async def build_catalog(
+    session: AsyncSession,
+    *,
+    server_id: str,
+    secret: bytes,
+    keyring: Keyring | None = None,
+    fp_key: bytes | None = None,
+) -> Catalog:
+    """Load a server with its upstreams and enabled tools and name everything.
+
+    Users' own values and shared credentials stay sealed here: a call opens the one it needs.
+    """
     server = (
         await session.execute(
             select(Server)
@@ -175,13 +200,21 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
     for link in server.templates if server.status == "running" else []:
         tpl = link.template
         spec = await upstream_spec(session, template=tpl, org_id=server.org_id, secret=secret)
+        credentials = CredentialSpecs(
+            base=spec,
+            template_id=tpl.id,
+            org_id=server.org_id,
+            users=await sealed_user_configs(session, template_id=tpl.id, org_id=server.org_id),
+            shared=await sealed_shared_credentials(session, template_id=tpl.id, org_id=server.org_id),
+            keyring=keyring or Keyring(secret),
+            fp_key=fp_key or fingerprint_key(secret),
+        )
         upstreams[tpl.id] = Upstream(
             template_id=tpl.id,
             slug=tpl.slug,
-            spec=spec,
+            credentials=credentials,
             capabilities=dict(tpl.capabilities or {}),
             protocol_version=tpl.protocol_version,
-            user_specs=await user_specs(session, base=spec, template=tpl, org_id=server.org_id, secret=secret),
         )
         if tpl.instructions:
             instructions.append(f"{tpl.slug}: {tpl.instructions}")

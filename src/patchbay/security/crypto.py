@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -150,3 +151,16 @@ def encrypt_json(value: Mapping[str, Any], secret: bytes, *, context: str = "", 
 def decrypt_json(token: str, secret: bytes, *, context: str = "") -> dict[str, Any]:
     """Open a token sealed by ``encrypt_json`` under the same secret and context."""
     return Keyring(secret).decrypt_json(token, context=context)
+
+
+_FINGERPRINT_INFO = b"patchbay/credential-fingerprint/v1"
+
+
+def fingerprint_key(secret: bytes) -> bytes:
+    """The HMAC key of credential fingerprints, apart from every encryption key of ``secret``."""
+    return hmac.new(secret, _FINGERPRINT_INFO, hashlib.sha256).digest()
+
+
+def fingerprint(key: bytes, value: Any) -> str:
+    """A keyed hash of a JSON value (sorted keys): names a credential set without revealing it."""
+    return hmac.new(key, orjson.dumps(value, option=orjson.OPT_SORT_KEYS), hashlib.sha256).hexdigest()[:32]

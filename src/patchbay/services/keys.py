@@ -7,7 +7,7 @@ keeps its prefix (to find and show the key) and an HMAC of it (to check it).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 from patchbay.audit import security
 from patchbay.auth.keys import generate_key, looks_like_key, redact
 from patchbay.errors import Conflict, InvalidInput, NotFound
+from patchbay.services.credentials import bind_credentials, check_bindings, key_credentials
 from patchbay.services.orgs import is_member
 from patchbay.services.revisions import bump_key
 from patchbay.services.tools import ToolRow, server_tools
@@ -38,6 +39,8 @@ class KeySummary:
     user: str
     state: KeyState
     tools: dict[str, Access] | None
+    # Upstream slug -> "own" / "org" / "shared:NAME", for upstreams the key chose explicitly.
+    credentials: dict[str, str] = field(default_factory=dict)
 
 
 class _Expiring(Protocol):
@@ -72,8 +75,14 @@ async def create_key(
     secret: bytes,
     channel: security.Channel = "cli",
     rate_limit: int | None = None,
+    credentials: Sequence[tuple[str, str]] = (),
+    shared: bool = False,
 ) -> tuple[ApiKey, str]:
-    """A new key and its secret, which is not stored and cannot be shown again."""
+    """A new key and its secret, which is not stored and cannot be shown again.
+
+    ``credentials`` are (upstream, ``own``/``org``/``shared:NAME``) choices; a ``shared`` key is not
+    personal and calls with shared credentials only (the caller checks who may create one).
+    """
     clean_name = name.strip()
     if len(clean_name) > MAX_KEY_NAME:
         raise InvalidInput(f"key name is longer than {MAX_KEY_NAME} characters")
@@ -86,6 +95,7 @@ async def create_key(
     if rate_limit is not None and rate_limit < 1:
         raise InvalidInput("a rate limit is a positive number of calls per minute")
     grants = await _grants(session, server=server, allow=allow) if allow is not None else None
+    bindings = await check_bindings(session, server=server, entries=credentials, shared_key=shared)
     new_key = generate_key(secret)
     for _ in range(_PREFIX_ATTEMPTS):
         if await session.scalar(select(ApiKey.id).where(ApiKey.prefix == new_key.prefix)) is None:
@@ -104,9 +114,11 @@ async def create_key(
         all_tools=grants is None,
         expires_at=utcnow() + expires_in if expires_in is not None else None,
         rate_limit=rate_limit,
+        shared=shared,
     )
     session.add(key)
     await session.flush()
+    await bind_credentials(session, key=key, bindings=bindings)
     for row, access in (grants or {}).values():
         session.add(
             ApiKeyToolPermission(api_key_id=key.id, tool_id=row.tool_id, can_read=True, can_write=access == "rw")
@@ -116,8 +128,11 @@ async def create_key(
     return key, new_key.secret
 
 
-def _key_event(name: security.SecurityEventName, key: ApiKey, channel: security.Channel) -> security.AuditEvent:
+def _key_event(
+    name: security.SecurityEventName, key: ApiKey, channel: security.Channel, *, detail: str | None = None
+) -> security.AuditEvent:
     return security.security_event(
+        detail=detail[:200] if detail else None,
         event=name,
         channel=channel,
         org_id=key.org_id,
@@ -166,7 +181,9 @@ async def list_keys(
     names_by_server: dict[str, dict[str, str]] = {}
     now = utcnow()
     out: list[KeySummary] = []
-    for key, key_server, user in (await session.execute(query)).all():
+    found = (await session.execute(query)).all()
+    chosen = await key_credentials(session, key_ids=[key.id for key, _, _ in found])
+    for key, key_server, user in found:
         tools: dict[str, Access] | None = None
         if not key.all_tools:
             if key_server.id not in names_by_server:
@@ -175,7 +192,14 @@ async def list_keys(
             names = names_by_server[key_server.id]
             tools = {names.get(p.tool_id, p.tool_id): "rw" if p.can_write else "r" for p in key.permissions}
         out.append(
-            KeySummary(key=key, server=key_server.slug, user=user.email, state=key_state(key, now=now), tools=tools)
+            KeySummary(
+                key=key,
+                server=key_server.slug,
+                user=user.email,
+                state=key_state(key, now=now),
+                tools=tools,
+                credentials=chosen.get(key.id, {}),
+            )
         )
     return out
 
@@ -244,4 +268,24 @@ async def set_key_tools(
     await session.flush()
     await bump_key(session, key)
     security.record(session, _key_event("permission.changed", key, channel))
+    return key
+
+
+async def set_key_credentials(
+    session: AsyncSession,
+    *,
+    prefix: str,
+    org_id: str,
+    credentials: Sequence[tuple[str, str]],
+    channel: security.Channel = "cli",
+) -> ApiKey:
+    """Replace a key's credential choices (empty: the default for every upstream); the next call uses them."""
+    key = await get_key(session, org_id=org_id, prefix=prefix)
+    server = await session.get(Server, key.server_id)
+    assert server is not None  # a key's server is deleted with it
+    bindings = await check_bindings(session, server=server, entries=credentials, shared_key=key.shared)
+    await bind_credentials(session, key=key, bindings=bindings)
+    await bump_key(session, key)
+    detail = ", ".join(f"{b.upstream}={b.choice.label}" for b in bindings) or "default"
+    security.record(session, _key_event("credential.changed", key, channel, detail=detail))
     return key

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from patchbay.errors import Conflict
 from patchbay.security.crypto import MAX_GENERATIONS, Keyring
+from patchbay.services.credentials import shared_context
 from patchbay.services.upstreams import config_context
-from patchbay.store.models import EncryptionKey, TemplateConfig
+from patchbay.store.models import EncryptionKey, SharedCredential, TemplateConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,10 @@ async def current_generation(session: AsyncSession) -> int:
 
 async def ciphertexts_by_kid(session: AsyncSession) -> dict[str, int]:
     """How many stored values each key id seals (to see whether a rotation is complete)."""
-    tokens = (await session.scalars(select(TemplateConfig.ciphertext))).all()
+    tokens = [
+        *(await session.scalars(select(TemplateConfig.ciphertext))).all(),
+        *(await session.scalars(select(SharedCredential.ciphertext))).all(),
+    ]
     return dict(Counter(token.partition(":")[0] for token in tokens))
 
 
@@ -52,6 +56,12 @@ async def rotate(session: AsyncSession, *, secret: bytes) -> Rotation:
             continue
         context = config_context(config.template_id, config.org_id, config.user_id)
         config.ciphertext = ring.encrypt_json(ring.decrypt_json(config.ciphertext, context=context), context=context)
+        rewritten += 1
+    for shared in (await session.scalars(select(SharedCredential))).all():
+        if not ring.needs_reencryption(shared.ciphertext):
+            continue
+        context = shared_context(shared.template_id, shared.org_id, shared.name)
+        shared.ciphertext = ring.encrypt_json(ring.decrypt_json(shared.ciphertext, context=context), context=context)
         rewritten += 1
     # Catalogs cache decrypted values, which do not change: no server needs a reload.
     await session.flush()

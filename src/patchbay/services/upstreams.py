@@ -8,7 +8,7 @@ another row does not open.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from patchbay.audit.security import Channel
 from patchbay.errors import Conflict, InvalidInput, NotFound
+from patchbay.routing.credential_specs import Sealed
 from patchbay.routing.upstream.base import UpstreamSpec
 from patchbay.security.crypto import decrypt_json, encrypt_json
 from patchbay.services.mcp_servers_file import parse_mcp_servers_file
@@ -52,11 +53,11 @@ __all__ = [
     "parse_mcp_servers_file",
     "refresh_upstream",
     "remove_upstream",
+    "sealed_user_configs",
     "store_config",
     "sync_tools",
     "tool_definition_hash",
     "upstream_spec",
-    "user_specs",
 ]
 
 
@@ -313,30 +314,13 @@ async def upstream_spec(
     )
 
 
-async def user_specs(
-    session: AsyncSession, *, base: UpstreamSpec, template: ServerTemplate, org_id: str, secret: bytes
-) -> dict[str, UpstreamSpec]:
-    """Per user of the org who set their own values: ``base`` with those values on top (user beats org)."""
-    configs = (
-        await session.scalars(
-            select(TemplateConfig).where(
-                TemplateConfig.template_id == template.id,
-                TemplateConfig.org_id == org_id,
-                TemplateConfig.user_id.is_not(None),
-            )
+async def sealed_user_configs(session: AsyncSession, *, template_id: str, org_id: str) -> dict[str, Sealed]:
+    """Per user of the org who set their own values: the ciphertext, still sealed (opened on first use)."""
+    rows = await session.execute(
+        select(TemplateConfig.user_id, TemplateConfig.ciphertext).where(
+            TemplateConfig.template_id == template_id,
+            TemplateConfig.org_id == org_id,
+            TemplateConfig.user_id.is_not(None),
         )
-    ).all()
-    out: dict[str, UpstreamSpec] = {}
-    for config in configs:
-        assert config.user_id is not None  # the query asked for it
-        value = decrypt_json(
-            config.ciphertext, secret, context=config_context(template.id, config.org_id, config.user_id)
-        )
-        out[config.user_id] = replace(
-            base,
-            # Its own pooled connection: one user's credentials never serve another's calls.
-            key=f"{base.key}:user:{config.user_id}",
-            env={**base.env, **(value.get("env") or {})},
-            headers={**base.headers, **(value.get("headers") or {})},
-        )
-    return out
+    )
+    return {user_id: Sealed(token, config_context(template_id, org_id, user_id)) for user_id, token in rows if user_id}

@@ -169,6 +169,21 @@ class TemplateConfig(Timestamped, Base):
     ciphertext: Mapped[str] = mapped_column(Text)  # "kid:base64(nonce+ct)" of {"env": {...}, "headers": {...}}
 
 
+class SharedCredential(Timestamped, Base):
+    """A named credential of an org for one template (env vars / headers), encrypted like a TemplateConfig.
+
+    Keys choose it by name (``shared:NAME``); a shared key calls with it whoever holds the key.
+    """
+
+    __tablename__ = "shared_credentials"
+    __table_args__ = (UniqueConstraint("org_id", "template_id", "name"),)
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    template_id: Mapped[str] = mapped_column(ForeignKey("server_templates.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[str] = mapped_column(Text)  # same shape as TemplateConfig.ciphertext
+
+
 class EncryptionKey(Timestamped, Base):
     """One generation of the config-encryption key (derived from the server secret); the highest is current."""
 
@@ -352,8 +367,11 @@ class ApiKey(Timestamped, Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     rate_limit: Mapped[int | None] = mapped_column(Integer)
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    # Not personal: calls with the shared credentials bound to it (never its owner's own), whoever holds it.
+    shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     permissions: Mapped[list[ApiKeyToolPermission]] = relationship(cascade="all, delete-orphan")
+    credentials: Mapped[list[ApiKeyCredential]] = relationship(cascade="all, delete-orphan")
 
 
 class ApiKeyToolPermission(Timestamped, Base):
@@ -366,6 +384,20 @@ class ApiKeyToolPermission(Timestamped, Base):
     tool_id: Mapped[str] = mapped_column(ForeignKey("tools.id", ondelete="CASCADE"), index=True)
     can_read: Mapped[bool] = mapped_column(Boolean, default=True)
     can_write: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiKeyCredential(Timestamped, Base):
+    """Key × template → the credential the key calls that upstream with (no row: the default choice)."""
+
+    __tablename__ = "api_key_credentials"
+    __table_args__ = (UniqueConstraint("api_key_id", "template_id"),)
+
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    template_id: Mapped[str] = mapped_column(ForeignKey("server_templates.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(10))  # own / org / shared
+    shared_credential_id: Mapped[str | None] = mapped_column(
+        ForeignKey("shared_credentials.id", ondelete="CASCADE"), index=True
+    )
 
 
 # --- change tracking ----------------------------------------------------------------------
@@ -417,3 +449,5 @@ class AuditRecord(Base):
     detail: Mapped[str | None] = mapped_column(String(200))  # what a security event changed, in a few words
     payload_key: Mapped[str | None] = mapped_column(String(500))
     payload_stored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Which upstream credential the call used: "own", "org" or "shared:NAME" (never the secret).
+    credential: Mapped[str | None] = mapped_column(String(80))

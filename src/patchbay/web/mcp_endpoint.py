@@ -532,6 +532,7 @@ class McpEndpoint:
             bytes_out=outcome.bytes_out,
             user_agent=headers.get("user-agent"),
             request_id=current_request_id(),
+            credential=note.credential,
         )
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from patchbay.policy.access import Action, OrgAccess, authorize, authorize_own, key_owner_scope
 from patchbay.services.durations import parse_duration
-from patchbay.services.keys import KeySummary, create_key, get_key, list_keys, revoke_key
+from patchbay.services.keys import KeySummary, create_key, get_key, list_keys, revoke_key, set_key_credentials
 from patchbay.services.members import get_member_by_email
 from patchbay.services.paging import page_of
 from patchbay.services.servers import get_server
@@ -30,12 +30,24 @@ class Grant(BaseModel):
     access: Literal["r", "rw"] = "rw"
 
 
+CHOICES_HELP = 'Upstream → "own", "org" or "shared:NAME"; an upstream not named uses the default.'
+Choices = Annotated[
+    dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(max_length=80)]], Field(max_length=100)
+]
+
+
 class KeyIn(BaseModel):
     server: Annotated[str, Field(min_length=1, max_length=200, description="Server id, slug or name.")]
     name: Annotated[str, Field(max_length=200)] = ""
     allow: Annotated[list[Grant] | None, Field(max_length=1000, description="Default: every tool.")] = None
     expires_in: Annotated[str | None, Field(max_length=20, description="e.g. 30d; none: never")] = None
     user: Annotated[str | None, Field(max_length=320, description="Owner's email (admins); default: you.")] = None
+    credentials: Choices = Field(default_factory=dict, description=CHOICES_HELP)
+    shared: bool = Field(False, description="Not personal: calls with shared credentials only (admins).")
+
+
+class CredentialsIn(BaseModel):
+    credentials: Choices = Field(default_factory=dict, description=CHOICES_HELP + " Replaces every choice.")
 
 
 class KeyOut(BaseModel):
@@ -46,6 +58,8 @@ class KeyOut(BaseModel):
     user: str
     state: str
     tools: dict[str, Literal["r", "rw"]] | None
+    shared: bool
+    credentials: dict[str, str] = Field(description='Upstream → "own", "org" or "shared:NAME" (explicit choices).')
     created_at: Timestamp
     expires_at: Timestamp | None
     revoked_at: Timestamp | None
@@ -67,6 +81,8 @@ def key_out(summary: KeySummary) -> KeyOut:
         user=summary.user,
         state=summary.state,
         tools=summary.tools,
+        shared=key.shared,
+        credentials=summary.credentials,
         created_at=key.created_at,
         expires_at=key.expires_at,
         revoked_at=key.revoked_at,
@@ -97,6 +113,7 @@ async def create(
             authorize(access, Action.KEYS_ANY)
         owner = named
     assert owner is not None  # the caller was loaded moments ago
+    _authorize_choices(access, body.credentials, shared=body.shared)
     server = await get_server(session, org_id=access.org_id, name_or_slug=body.server)
     key, secret = await create_key(
         session,
@@ -106,6 +123,9 @@ async def create(
         allow=[(g.tool, g.access) for g in body.allow] if body.allow is not None else None,
         expires_in=parse_duration(body.expires_in) if body.expires_in else None,
         secret=gw.secret,
+        channel="api",
+        credentials=list(body.credentials.items()),
+        shared=body.shared,
     )
     summary = next(k for k in await list_keys(session, org_id=access.org_id, server=server) if k.key.id == key.id)
     return KeyCreated(**key_out(summary).model_dump(), key=secret)
@@ -116,3 +136,22 @@ async def revoke(prefix: Prefix, access: Annotated[OrgAccess, Requires(Action.KE
     key = await get_key(session, org_id=access.org_id, prefix=prefix)
     authorize_own(access, owner_id=key.user_id, own=Action.KEYS_OWN, any_=Action.KEYS_ANY)
     await revoke_key(session, prefix=key.prefix, org_id=access.org_id)
+
+
+def _authorize_choices(access: OrgAccess, choices: dict[str, str], *, shared: bool) -> None:
+    """Shared credentials and shared keys are the org's: only those who manage credentials hand them out."""
+    if shared or any(value.strip().startswith("shared") for value in choices.values()):
+        authorize(access, Action.CREDENTIALS_MANAGE)
+
+
+@router.put("/{prefix}/credentials", summary="Replace the credentials a key calls its upstreams with")
+async def set_credentials(
+    prefix: Prefix, body: CredentialsIn, access: Annotated[OrgAccess, Requires(Action.KEYS_OWN)], session: Db
+) -> KeyOut:
+    key = await get_key(session, org_id=access.org_id, prefix=prefix)
+    authorize_own(access, owner_id=key.user_id, own=Action.KEYS_OWN, any_=Action.KEYS_ANY)
+    _authorize_choices(access, body.credentials, shared=key.shared)
+    await set_key_credentials(
+        session, prefix=key.prefix, org_id=access.org_id, credentials=list(body.credentials.items()), channel="api"
+    )
+    return key_out(next(k for k in await list_keys(session, org_id=access.org_id) if k.key.id == key.id))

@@ -1,0 +1,120 @@
+"""The connections one upstream of a catalog can call with, one per distinct credential set.
+
+A catalog holds the org's spec and, still sealed, the values each user set for themselves and
+each named shared credential of the org. A value is decrypted the first time a call needs it
+and remembered with the catalog, so a rebuild costs no decryption per user and a call after
+the first pays two dict lookups. Every spec's pool key is the template id and a keyed hash of
+everything that reaches the upstream process or server: calls with the same credentials share
+a connection (a stdio process), calls with different ones never do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from patchbay.errors import UpstreamError
+from patchbay.policy.credentials import CredentialChoice, KeyCredentials, choose_credential
+from patchbay.routing.upstream.base import UpstreamSpec
+from patchbay.security.crypto import Keyring, fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """One stored ciphertext of ``{"env": ..., "headers": ...}`` and the context it is bound to."""
+
+    token: str
+    context: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The connection a call uses and which credential it carries ("own", "org", "shared:NAME")."""
+
+    spec: UpstreamSpec
+    credential: str
+
+
+class CredentialSpecs:
+    """Per upstream of a catalog: the spec of each credential choice, decrypted on first use."""
+
+    __slots__ = ("_base", "_fp_key", "_keyring", "_memo", "_org", "_org_id", "_shared", "_template_id", "_users")
+
+    def __init__(
+        self,
+        *,
+        base: UpstreamSpec,
+        template_id: str,
+        org_id: str,
+        users: Mapping[str, Sealed],
+        shared: Mapping[str, Sealed],
+        keyring: Keyring,
+        fp_key: bytes,
+    ) -> None:
+        self._template_id = template_id
+        self._org_id = org_id
+        self._users = users
+        self._shared = shared
+        self._keyring = keyring
+        self._fp_key = fp_key
+        self._base = base
+        self._org = Resolved(self._keyed(base), "org")
+        self._memo: dict[tuple[str, str], Resolved] = {}
+
+    @property
+    def org(self) -> Resolved:
+        """The org's configuration (global values under the org's own)."""
+        return self._org
+
+    def resolve(self, key: KeyCredentials, user_id: str) -> Resolved:
+        """The connection for a call by ``key`` on behalf of ``user_id``."""
+        choice = choose_credential(key, self._template_id)
+        if choice.source == "org":
+            return self._org
+        memo_key = (choice.source, user_id if choice.source == "own" else choice.shared_name or "")
+        found = self._memo.get(memo_key)
+        if found is None:
+            found = self._memo[memo_key] = self._open(choice, user_id)
+        return found
+
+    def known(self) -> list[Resolved]:
+        """Every connection resolved so far (the org's first)."""
+        return [self._org, *self._memo.values()]
+
+    def _open(self, choice: CredentialChoice, user_id: str) -> Resolved:
+        if choice.source == "shared":
+            sealed = self._shared.get(choice.shared_name or "")
+            if sealed is None:
+                # Fail closed: never fall back to other credentials than the key's.
+                raise UpstreamError(
+                    f"shared credential {choice.shared_name!r} of upstream {self._base.name!r} does not exist"
+                )
+            return Resolved(self._on_top(sealed), choice.label)
+        sealed = self._users.get(user_id)
+        return Resolved(self._on_top(sealed), "own") if sealed is not None else self._org
+
+    def _on_top(self, sealed: Sealed) -> UpstreamSpec:
+        value = self._keyring.decrypt_json(sealed.token, context=sealed.context)
+        spec = replace(
+            self._base,
+            env={**self._base.env, **(value.get("env") or {})},
+            headers={**self._base.headers, **(value.get("headers") or {})},
+        )
+        return self._keyed(spec)
+
+    def _keyed(self, spec: UpstreamSpec) -> UpstreamSpec:
+        # The org is hashed in too: tenants never share a process, even with equal values.
+        digest = fingerprint(
+            self._fp_key,
+            [
+                self._org_id,
+                spec.transport,
+                list(spec.command),
+                spec.cwd,
+                spec.url,
+                spec.era,
+                dict(spec.env),
+                dict(spec.headers),
+            ],
+        )
+        return replace(spec, key=f"{self._template_id}:{digest}")
