@@ -225,4 +225,7 @@ def update(
         emit_json(key_json(summary))
         return
     tools = "every tool" if summary.tools is None else ", ".join(f"{n}:{a}" for n, a in sorted(summary.tools.items()))
-    typer.echo(f"key {summary.key.prefix} may now use {tools}, credentials: {credentials_text(summary)}")
+    if tools_change:
+        typer.echo(f"key {summary.key.prefix} may now use {tools}")
+    if credentials_change:
+        typer.echo(f"key {summary.key.prefix} now calls upstreams with: {credentials_text(summary)}")

@@ -39,18 +39,22 @@ class Upstream:
 
     template_id: str
     slug: str
-    credentials: CredentialSpecs
+    spec: UpstreamSpec  # the connection with the org's configuration
     capabilities: JSONObject
     protocol_version: str | None
-
-    @property
-    def spec(self) -> UpstreamSpec:
-        """The connection with the org's configuration."""
-        return self.credentials.org.spec
+    # Every other credential a key may choose (own values, shared credentials), opened on first use;
+    # None (hand-built catalogs): the org's configuration is the only one.
+    credentials: CredentialSpecs | None = None
 
     def resolve(self, key: KeyCredentials, user_id: str) -> Resolved:
         """The connection (and credential) a call by ``key`` on behalf of ``user_id`` uses."""
+        if self.credentials is None:
+            return Resolved(self.spec, "org")
         return self.credentials.resolve(key, user_id)
+
+    def connections(self) -> list[Resolved]:
+        """Every connection of this upstream resolved so far."""
+        return self.credentials.known() if self.credentials is not None else [Resolved(self.spec, "org")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +167,7 @@ class CatalogCache:
         return [
             c.server_id
             for c in self._catalogs.values()
-            if any(r.spec.key == spec_key for u in c.upstreams for r in u.credentials.known())
+            if any(r.spec.key == spec_key for u in c.upstreams for r in u.connections())
         ]
 
     def invalidate(self, server_id: str) -> None:
@@ -212,6 +216,7 @@ async def build_catalog(
         upstreams[tpl.id] = Upstream(
             template_id=tpl.id,
             slug=tpl.slug,
+            spec=credentials.org.spec,
             credentials=credentials,
             capabilities=dict(tpl.capabilities or {}),
             protocol_version=tpl.protocol_version,

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.anyio
 PASSWORD = "canary-password-51f0e2"
 ENV_VALUE = "canary-env-9d41b7"
 HEADER_VALUE = "canary-header-2c88aa"
+SHARED_VALUE = "canary-shared-credential-7e13f0"
 
 
 async def dump_database(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
@@ -79,6 +80,18 @@ async def test_no_canary_leaks_anywhere(
     )
     assert server.status_code == 201, server.text
     key = await client.post(f"/api/v1/orgs/{org}/keys", json={"server": "main"}, headers=csrf)
+    # A named shared credential, bound to a key: its value goes in and never comes out.
+    shared = await client.put(
+        f"/api/v1/orgs/{org}/credentials/fixture/team", json={"env": {"FIXTURE_TOKEN": SHARED_VALUE}}, headers=csrf
+    )
+    assert shared.status_code == 200, shared.text
+    bound = await client.post(
+        f"/api/v1/orgs/{org}/keys",
+        json={"server": "main", "credentials": {"fixture": "shared:team"}, "name": "team"},
+        headers=csrf,
+    )
+    assert bound.status_code == 201, bound.text
+    assert (await client.get(f"/api/v1/orgs/{org}/credentials")).status_code == 200
     token = await client.post("/api/v1/me/tokens", json={"name": "ci"}, headers=csrf)
     key_secret, token_secret = key.json()["key"], token.json()["token"]
     for path in ("/api/v1/me", "/api/v1/me/tokens", f"/api/v1/orgs/{org}/keys", f"/api/v1/orgs/{org}/upstreams"):
@@ -91,7 +104,7 @@ async def test_no_canary_leaks_anywhere(
     database = await dump_database(sessionmaker)
     # The test's own HTTP client (logger "httpx") logs the URLs this test chose; the gateway's lines are the subject.
     logs = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records if not r.name.startswith("httpx"))
-    for canary in (PASSWORD, ENV_VALUE, HEADER_VALUE, key_secret, token_secret):
+    for canary in (PASSWORD, ENV_VALUE, HEADER_VALUE, SHARED_VALUE, key_secret, token_secret):
         assert canary not in database, "a secret is stored in plaintext"
         assert canary not in logs, "a secret reached a log line"
         handed_out = {
