@@ -38,7 +38,18 @@ class Resolved:
 class CredentialSpecs:
     """Per upstream of a catalog: the spec of each credential choice, decrypted on first use."""
 
-    __slots__ = ("_base", "_fp_key", "_keyring", "_memo", "_org", "_org_id", "_shared", "_template_id", "_users")
+    __slots__ = (
+        "_base",
+        "_fp_key",
+        "_keyring",
+        "_named",
+        "_org",
+        "_org_id",
+        "_own",
+        "_shared",
+        "_template_id",
+        "_users",
+    )
 
     def __init__(
         self,
@@ -59,7 +70,9 @@ class CredentialSpecs:
         self._fp_key = fp_key
         self._base = base
         self._org = Resolved(self._keyed(base), "org")
-        self._memo: dict[tuple[str, str], Resolved] = {}
+        # Opened on first use: per user id (own values), per shared credential name.
+        self._own: dict[str, Resolved] = {}
+        self._named: dict[str, Resolved] = {}
 
     @property
     def org(self) -> Resolved:
@@ -69,17 +82,22 @@ class CredentialSpecs:
     def resolve(self, key: KeyCredentials, user_id: str) -> Resolved:
         """The connection for a call by ``key`` on behalf of ``user_id``."""
         choice = choose_credential(key, self._template_id)
-        if choice.source == "org":
+        source = choice.source
+        if source == "own":
+            found = self._own.get(user_id)
+            if found is None:
+                found = self._own[user_id] = self._open(choice, user_id)
+            return found
+        if source == "org":
             return self._org
-        memo_key = (choice.source, user_id if choice.source == "own" else choice.shared_name or "")
-        found = self._memo.get(memo_key)
+        found = self._named.get(choice.shared_name or "")
         if found is None:
-            found = self._memo[memo_key] = self._open(choice, user_id)
+            found = self._named[choice.shared_name or ""] = self._open(choice, user_id)
         return found
 
     def known(self) -> list[Resolved]:
         """Every connection resolved so far (the org's first)."""
-        return [self._org, *self._memo.values()]
+        return [self._org, *self._own.values(), *self._named.values()]
 
     def _open(self, choice: CredentialChoice, user_id: str) -> Resolved:
         if choice.source == "shared":

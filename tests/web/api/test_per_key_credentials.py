@@ -81,7 +81,8 @@ async def test_two_keys_of_one_user_reach_an_http_upstream_with_different_tokens
             await api(alice, "POST", "/upstreams", {"name": "fixture", "url": upstream})
             await api(alice, "POST", "/servers", {"name": "main", "upstreams": ["fixture"]})
             await api(alice, "PUT", "/upstreams/fixture/config?level=org", {"headers": {"X-Team": "acme"}})
-            await api(alice, "PUT", "/upstreams/fixture/config?level=mine", {"headers": {"Authorization": "Bearer own"}})
+            mine = {"headers": {"Authorization": "Bearer own"}}
+            await api(alice, "PUT", "/upstreams/fixture/config?level=mine", mine)
             await api(alice, "PUT", "/credentials/fixture/bot-a", {"bearer": "token-a"})
             await api(alice, "PUT", "/credentials/fixture/bot-b", {"headers": {"Authorization": "Bearer token-b"}})
             keys: dict[str, dict[str, Any]] = {}
