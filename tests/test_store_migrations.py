@@ -14,6 +14,7 @@ from patchbay.auth.principal import Principal
 from patchbay.auth.resolver import KeyResolver
 from patchbay.policy.credentials import OWN, choose_credential
 from patchbay.store import migrate
+from patchbay.store.changes import Unchanging
 from patchbay.store.db import make_engine, make_sessionmaker
 from patchbay.store.models import Base
 
@@ -87,27 +88,10 @@ def test_keys_from_before_per_key_credentials_keep_working_with_the_default_choi
     async def resolve() -> Principal:
         engine = make_engine(url)
         try:
-            return await KeyResolver(make_sessionmaker(engine), secret, _Unchanging()).resolve(raw)
+            return await KeyResolver(make_sessionmaker(engine), secret, Unchanging()).resolve(raw)
         finally:
             await engine.dispose()
 
     principal = asyncio.run(resolve())
     assert (principal.key_id, principal.shared, dict(principal.credentials)) == ("k1", False, {})
     assert choose_credential(principal, "any-template") == OWN
-
-
-class _Unchanging:
-    def generation(self) -> int:
-        return 0
-
-    async def confirmed_generation(self) -> int:
-        return 0
-
-    async def wait(self, generation: int) -> int:
-        raise AssertionError("not waited on")
-
-    async def start(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None

@@ -13,10 +13,9 @@ from patchbay.cli.upstreams import parse_env, parse_headers
 from patchbay.errors import InvalidInput
 from patchbay.services.credentials import (
     CredentialSummary,
-    credential_values,
     list_shared_credentials,
     remove_shared_credential,
-    set_shared_credential,
+    save_shared_credential,
 )
 from patchbay.services.upstreams import get_upstream
 
@@ -63,21 +62,16 @@ def add(
     async def work(env_: Env) -> CredentialSummary:
         async with env_.transaction() as session:
             org = await env_.org(session)
-            template = await get_upstream(session, slug=upstream, org_id=org.id)
-            checked_env, checked_headers = credential_values(
-                bearer=bearer, env=env_values, headers=header_values, template=template
-            )
-            cred = await set_shared_credential(
+            return await save_shared_credential(
                 session,
                 org_id=org.id,
-                template=template,
+                upstream=upstream,
                 name=name,
-                env=checked_env,
-                headers=checked_headers,
+                bearer=bearer,
+                env=env_values,
+                headers=header_values,
                 secret=env_.secret,
             )
-            found = await list_shared_credentials(session, org_id=org.id, secret=env_.secret, template=template)
-            return next(s for s in found if s.name == cred.name)
 
     summary = run(ctx, work)
     if as_json:

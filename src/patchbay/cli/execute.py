@@ -15,26 +15,8 @@ from patchbay.pipeline import Caller, CallRecord, Executed, Operator, Pipeline, 
 from patchbay.runtime import local_limits
 from patchbay.services.execution import audit_event, parse_arguments, route_for
 from patchbay.state import make_store
+from patchbay.store.changes import Unchanging
 from patchbay.store.models import AuditRecord
-
-
-class _Unchanging:
-    """A change watcher for a process that lives for one call: its key cache never outlives it."""
-
-    def generation(self) -> int:
-        return 0
-
-    async def confirmed_generation(self) -> int:
-        return 0
-
-    async def wait(self, generation: int) -> int:
-        raise RuntimeError("a one-call process does not wait for changes")
-
-    async def start(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 def register(app: typer.Typer) -> None:
@@ -65,7 +47,7 @@ def register(app: typer.Typer) -> None:
             try:
                 caller: Caller
                 if key is not None:
-                    resolver = KeyResolver(env.sessionmaker, env.secret, _Unchanging())
+                    resolver = KeyResolver(env.sessionmaker, env.secret, Unchanging())
                     caller = await authenticate(pipeline, credential=key.strip(), resolver=resolver, secret=env.secret)
                 else:
                     async with env.transaction() as session:

@@ -22,6 +22,7 @@ from patchbay.routing.credential_specs import Sealed
 from patchbay.security.crypto import decrypt_json, encrypt_json
 from patchbay.services.tool_sync import bump_servers_using
 from patchbay.services.upstream_input import check_env, check_headers
+from patchbay.services.upstreams import get_upstream
 from patchbay.store.models import (
     ApiKey,
     ApiKeyCredential,
@@ -123,6 +124,35 @@ async def set_shared_credential(
     await bump_servers_using(session, template_id=template.id)
     security.record(session, _event(org_id, channel, f"shared credential {template.slug}/{clean} set"))
     return found
+
+
+async def save_shared_credential(
+    session: AsyncSession,
+    *,
+    org_id: str,
+    upstream: str,
+    name: str,
+    bearer: str | None,
+    env: Mapping[str, str],
+    headers: Mapping[str, str],
+    secret: bytes,
+    channel: security.Channel = "cli",
+) -> CredentialSummary:
+    """What ``credential add`` and ``PUT …/credentials/{upstream}/{name}`` do: check, seal, summarise."""
+    template = await get_upstream(session, slug=upstream, org_id=org_id)
+    checked_env, checked_headers = credential_values(bearer=bearer, env=env, headers=headers, template=template)
+    cred = await set_shared_credential(
+        session,
+        org_id=org_id,
+        template=template,
+        name=name,
+        env=checked_env,
+        headers=checked_headers,
+        secret=secret,
+        channel=channel,
+    )
+    found = await list_shared_credentials(session, org_id=org_id, secret=secret, template=template)
+    return next(s for s in found if s.name == cred.name)
 
 
 async def _find(

@@ -47,6 +47,25 @@ class ChangeWatcher(Protocol):
     async def aclose(self) -> None: ...
 
 
+class Unchanging:
+    """A change watcher for a process that lives for one call: its key cache never outlives it."""
+
+    def generation(self) -> int:
+        return 0
+
+    async def confirmed_generation(self) -> int:
+        return 0
+
+    async def wait(self, generation: int) -> int:
+        raise RuntimeError("a one-call process does not wait for changes")
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
 async def announce_change(session: AsyncSession) -> None:
     """Tell gateways that keys or servers changed (seen when the transaction commits)."""
     await session.execute(update(ChangeCounter).where(ChangeCounter.id == 1).values(value=ChangeCounter.value + 1))

@@ -14,10 +14,9 @@ from pydantic import BaseModel, Field
 from patchbay.policy.access import Action, OrgAccess
 from patchbay.services.credentials import (
     CredentialSummary,
-    credential_values,
     list_shared_credentials,
     remove_shared_credential,
-    set_shared_credential,
+    save_shared_credential,
 )
 from patchbay.services.upstreams import get_upstream
 from patchbay.web.api.deps import Db, Gw, Requires
@@ -89,20 +88,18 @@ async def put(
     session: Db,
     gw: Gw,
 ) -> CredentialOut:
-    template = await get_upstream(session, slug=upstream, org_id=access.org_id)
-    env, headers = credential_values(bearer=body.bearer, env=body.env, headers=body.headers, template=template)
-    cred = await set_shared_credential(
+    saved = await save_shared_credential(
         session,
         org_id=access.org_id,
-        template=template,
+        upstream=upstream,
         name=name,
-        env=env,
-        headers=headers,
+        bearer=body.bearer,
+        env=body.env,
+        headers=body.headers,
         secret=gw.secret,
         channel="api",
     )
-    found = await list_shared_credentials(session, org_id=access.org_id, secret=gw.secret, template=template)
-    return credential_out(next(s for s in found if s.name == cred.name))
+    return credential_out(saved)
 
 
 @router.delete("/{upstream}/{name}", status_code=204, summary="Remove a shared credential no active key uses")
