@@ -84,7 +84,9 @@ async def test_env_and_headers_are_encrypted_at_rest_and_decrypted_for_the_spec(
     assert template.required_keys == ["API_TOKEN", "Authorization"]
     assert template.auth_kind == "static"
     spec = await upstream_spec(db, template=template, org_id=org.id, secret=secret)
-    assert spec.key == template.id
+    # Pooled per template and credential set, named by a keyed hash: no secret in the key.
+    assert spec.key.startswith(f"{template.id}:") and len(spec.key) == len(template.id) + 33
+    assert "secret-value" not in spec.key
     assert spec.transport == "streamable_http"
     assert spec.url == "https://api.example.com/mcp"
     assert dict(spec.env) == {"API_TOKEN": "env-secret-value-123"}

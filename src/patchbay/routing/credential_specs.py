@@ -121,18 +121,18 @@ class CredentialSpecs:
         return self._keyed(spec)
 
     def _keyed(self, spec: UpstreamSpec) -> UpstreamSpec:
-        # The org is hashed in too: tenants never share a process, even with equal values.
-        digest = fingerprint(
-            self._fp_key,
-            [
-                self._org_id,
-                spec.transport,
-                list(spec.command),
-                spec.cwd,
-                spec.url,
-                spec.era,
-                dict(spec.env),
-                dict(spec.headers),
-            ],
+        return replace(
+            spec, key=pool_key(spec, template_id=self._template_id, org_id=self._org_id, fp_key=self._fp_key)
         )
-        return replace(spec, key=f"{self._template_id}:{digest}")
+
+
+def pool_key(spec: UpstreamSpec, *, template_id: str, org_id: str | None, fp_key: bytes) -> str:
+    """``template id:fingerprint`` of everything that reaches the upstream process or server.
+
+    The org is hashed in too: tenants never share a process, even with equal values.
+    """
+    digest = fingerprint(
+        fp_key,
+        [org_id, spec.transport, list(spec.command), spec.cwd, spec.url, spec.era, dict(spec.env), dict(spec.headers)],
+    )
+    return f"{template_id}:{digest}"

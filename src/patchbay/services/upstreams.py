@@ -8,7 +8,7 @@ another row does not open.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select
@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from patchbay.audit.security import Channel
 from patchbay.errors import Conflict, InvalidInput, NotFound
-from patchbay.routing.credential_specs import Sealed
+from patchbay.routing.credential_specs import Sealed, pool_key
 from patchbay.routing.upstream.base import UpstreamSpec
-from patchbay.security.crypto import decrypt_json, encrypt_json
+from patchbay.security.crypto import decrypt_json, encrypt_json, fingerprint_key
 from patchbay.services.mcp_servers_file import parse_mcp_servers_file
 from patchbay.services.slugs import require_slug, slugify
 from patchbay.services.tool_sync import (
@@ -301,10 +301,8 @@ async def upstream_spec(
         )
         env.update(value.get("env") or {})
         headers.update(value.get("headers") or {})
-    # Pooled connections are per credential set: another org's config must not share one.
-    key = template.id if org_id is None or org_id == template.org_id else f"{template.id}:{org_id}"
-    return UpstreamSpec(
-        key=key,
+    spec = UpstreamSpec(
+        key="",
         name=template.slug,
         transport=parse_transport(template.transport),
         command=tuple(template.command or ()),
@@ -312,6 +310,9 @@ async def upstream_spec(
         url=template.url,
         headers=headers,
     )
+    # Pooled connections are per org and credential set: the catalog's org connection is this one.
+    key = pool_key(spec, template_id=template.id, org_id=org_id, fp_key=fingerprint_key(secret))
+    return replace(spec, key=key)
 
 
 async def sealed_user_configs(session: AsyncSession, *, template_id: str, org_id: str) -> dict[str, Sealed]:
