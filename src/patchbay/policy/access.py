@@ -34,6 +34,7 @@ class Action(StrEnum):
     CONFIG_SET_OWN = "config.set_own"
     KEYS_OWN = "keys.own"  # read, create and revoke one's own keys
     KEYS_ANY = "keys.any"  # read and revoke everyone's keys, create keys for other members
+    CONNECTIONS_OWN = "connections.own"  # start, list and remove one's own OAuth connections
 
 
 # The least role that may perform each action.
@@ -51,6 +52,7 @@ _MIN_ROLE: dict[Action, Role] = {
     Action.CONFIG_SET_OWN: "member",
     Action.KEYS_OWN: "member",
     Action.KEYS_ANY: "admin",
+    Action.CONNECTIONS_OWN: "member",
 }
 
 

@@ -21,6 +21,8 @@ from patchbay.engine.runner import LocalTarget
 from patchbay.errors import NotFound
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.param_headers import Annotation, header_marks
+from patchbay.oauth.bearer import OAuthRoutes
+from patchbay.oauth.manager import TokenManager
 from patchbay.routing.upstream.base import UpstreamSpec
 from patchbay.services.naming import exposed_tool_names, prefixed_name
 from patchbay.services.upstreams import upstream_spec, user_specs
@@ -40,9 +42,13 @@ class Upstream:
     protocol_version: str | None
     # Users of the org who set their own values for this upstream call with them (user beats org).
     user_specs: Mapping[str, UpstreamSpec] = field(default_factory=dict)
+    # OAuth upstreams: each user calls with their own connection's token (None for every other upstream).
+    oauth: OAuthRoutes | None = None
 
     def spec_for(self, user_id: str) -> UpstreamSpec:
         """The connection a call on behalf of ``user_id`` uses."""
+        if self.oauth is not None:
+            return self.oauth.spec_for(user_id)
         return self.user_specs.get(user_id, self.spec) if self.user_specs else self.spec
 
 
@@ -123,9 +129,12 @@ def aggregate_capabilities(upstreams: list[Upstream]) -> JSONObject:
 class CatalogCache:
     """Per-process cache of catalogs keyed by (server id, revision)."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes, tokens: TokenManager | None = None
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._secret = secret
+        self._tokens = tokens
         self._catalogs: dict[str, Catalog] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.hits = 0  # for /metrics
@@ -143,7 +152,7 @@ class CatalogCache:
             if found is not None and found.revision >= revision:
                 return found
             async with self._sessionmaker() as session:
-                built = await build_catalog(session, server_id=server_id, secret=self._secret)
+                built = await build_catalog(session, server_id=server_id, secret=self._secret, tokens=self._tokens)
             self._catalogs[server_id] = built
             return built
 
@@ -155,7 +164,9 @@ class CatalogCache:
         self._catalogs.pop(server_id, None)
 
 
-async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes) -> Catalog:
+async def build_catalog(
+    session: AsyncSession, *, server_id: str, secret: bytes, tokens: TokenManager | None = None
+) -> Catalog:
     """Load a server with its upstreams and enabled tools and name everything."""
     server = (
         await session.execute(
@@ -182,6 +193,9 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
             capabilities=dict(tpl.capabilities or {}),
             protocol_version=tpl.protocol_version,
             user_specs=await user_specs(session, base=spec, template=tpl, org_id=server.org_id, secret=secret),
+            oauth=OAuthRoutes(tokens, spec, tpl.id, server.org_id)
+            if tokens is not None and tpl.auth_kind == "oauth"
+            else None,
         )
         if tpl.instructions:
             instructions.append(f"{tpl.slug}: {tpl.instructions}")

@@ -15,9 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from patchbay.errors import Conflict
+from patchbay.oauth.contexts import client_context, token_context
 from patchbay.security.crypto import MAX_GENERATIONS, Keyring
 from patchbay.services.upstreams import config_context
-from patchbay.store.models import EncryptionKey, TemplateConfig
+from patchbay.store.models import EncryptionKey, OAuthClient, OAuthToken, TemplateConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +35,16 @@ async def current_generation(session: AsyncSession) -> int:
 
 async def ciphertexts_by_kid(session: AsyncSession) -> dict[str, int]:
     """How many stored values each key id seals (to see whether a rotation is complete)."""
-    tokens = (await session.scalars(select(TemplateConfig.ciphertext))).all()
-    return dict(Counter(token.partition(":")[0] for token in tokens))
+    tokens = [
+        *(await session.scalars(select(TemplateConfig.ciphertext))).all(),
+        *(await session.scalars(select(OAuthToken.ciphertext))).all(),
+        *(
+            await session.scalars(
+                select(OAuthClient.secret_ciphertext).where(OAuthClient.secret_ciphertext.is_not(None))
+            )
+        ).all(),
+    ]
+    return dict(Counter(str(token).partition(":")[0] for token in tokens))
 
 
 async def rotate(session: AsyncSession, *, secret: bytes) -> Rotation:
@@ -53,6 +62,18 @@ async def rotate(session: AsyncSession, *, secret: bytes) -> Rotation:
         context = config_context(config.template_id, config.org_id, config.user_id)
         config.ciphertext = ring.encrypt_json(ring.decrypt_json(config.ciphertext, context=context), context=context)
         rewritten += 1
+    for token in (await session.scalars(select(OAuthToken))).all():
+        if ring.needs_reencryption(token.ciphertext):
+            context = token_context(token.id, token.template_id, token.org_id, token.user_id, token.shared_name)
+            token.ciphertext = ring.encrypt_json(ring.decrypt_json(token.ciphertext, context=context), context=context)
+            rewritten += 1
+    for client in (await session.scalars(select(OAuthClient))).all():
+        if client.secret_ciphertext and ring.needs_reencryption(client.secret_ciphertext):
+            context = client_context(client.template_id)
+            client.secret_ciphertext = ring.encrypt_json(
+                ring.decrypt_json(client.secret_ciphertext, context=context), context=context
+            )
+            rewritten += 1
     # Catalogs cache decrypted values, which do not change: no server needs a reload.
     await session.flush()
     return Rotation(generation=generation, kid=ring.current_kid, rewritten=rewritten)
