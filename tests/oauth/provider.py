@@ -51,6 +51,7 @@ class Provider:
     token_requests: list[dict[str, str]] = field(default_factory=list)
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)  # every access and refresh token ever handed out
 
     # -- test controls ------------------------------------------------------------------
 
@@ -155,6 +156,7 @@ class Provider:
             grant.client_id, grant.subject, grant.scopes, grant.resource, time.time() + self.access_ttl
         )
         self.refresh[refresh] = grant
+        self.issued += [access, refresh]
         return {
             "access_token": access,
             "token_type": "Bearer",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import mcp_types as types
 import pytest
@@ -115,11 +116,23 @@ async def test_start_redirects_the_browser_to_the_provider(world: World) -> None
     assert started.headers["location"].startswith(f"{world.provider.issuer}/authorize?")
 
 
-async def test_tokens_are_never_in_plaintext_in_the_database_or_api(world: World) -> None:
+async def test_tokens_are_never_in_plaintext_in_the_database_logs_or_api(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     assert (await world.add_upstream()).status_code == 201
     assert (await world.connect(world.alice)).status_code == 200
-    issued = [*world.provider.access, *world.provider.refresh]
-    assert len(issued) == 2
+    key = await world.server_and_key(world.alice)
+    async with Client(f"{world.url}/mcp/k/{key}", mode="legacy") as client:
+        await client.call_tool("remote__whoami", {})
+        world.provider.expire_access_tokens()
+        await client.call_tool("remote__whoami", {})  # a refresh, logged
+    assert world.provider.refreshes == 1
+    issued = world.provider.issued
+    assert len(issued) == 4
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "refreshed the OAuth token" in logged
+    assert all(token not in logged for token in issued)
     async with world.sessionmaker() as session:
         conn = await session.connection()
         rows = (await conn.execute(text("SELECT * FROM oauth_tokens"))).all()
