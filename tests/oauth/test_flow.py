@@ -106,6 +106,10 @@ async def test_a_user_without_a_connection_sees_the_upstream_as_pending(world: W
     async with world.api(world.bob) as http:
         listed = (await http.get(f"/api/v1/orgs/{world.org}/connections")).json()
     assert [(c["upstream"], c["status"], c["connect_url"]) for c in listed] == [("remote", "pending", link)]
+    for who, expected in ((world.bob, ("pending", ["remote"])), (world.alice, ("running", []))):
+        async with world.api(who) as http:
+            server = (await http.get(f"/api/v1/orgs/{world.org}/servers/main")).json()
+        assert (server["my_status"], server["pending_connections"]) == expected
 
 
 async def test_start_redirects_the_browser_to_the_provider(world: World) -> None:

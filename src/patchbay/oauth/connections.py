@@ -130,6 +130,12 @@ async def list_connections(session: AsyncSession, *, org_id: str, user_id: str) 
     return out
 
 
+async def unconnected_upstreams(session: AsyncSession, *, org_id: str, user_id: str) -> set[str]:
+    """Slugs of the OAuth upstreams the org sees that ``user_id`` has no usable connection to."""
+    views = await list_connections(session, org_id=org_id, user_id=user_id)
+    return {view.upstream for view in views if view.status != "connected"}
+
+
 async def remove_connection(
     session: AsyncSession,
     *,

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from patchbay.errors import PatchbayError
+from patchbay.errors import InvalidInput, PatchbayError
 from patchbay.oauth.connections import add_oauth_upstream
 from patchbay.oauth.registration import PreRegistered
 from patchbay.policy.access import Action, OrgAccess, authorize_platform
@@ -169,7 +169,9 @@ async def add(
                 raise
     if found is None:
         # OAuth: each user connects their own account; the tools are listed with the first connection.
-        assert entry.url is not None
+        if entry.url is None:
+            raise InvalidInput("an OAuth upstream needs a url")
+        pre_registered = PreRegistered(body.oauth_client_id, body.oauth_client_secret) if body.oauth_client_id else None
         template = await add_oauth_upstream(
             session,
             org_id=owner,
@@ -178,28 +180,22 @@ async def add(
             transport=entry.transport,
             settings=gw.settings,
             secret=gw.secret,
-            pre_registered=PreRegistered(body.oauth_client_id, body.oauth_client_secret)
-            if body.oauth_client_id
-            else None,
+            pre_registered=pre_registered,
         )
-        update_template(
-            template, description=body.description, tags=body.tags, icon=body.icon or "", visibility=body.visibility
+    else:
+        template = await add_upstream(
+            session,
+            org_id=owner,
+            name=entry.name,
+            transport=entry.transport,
+            command=entry.command,
+            url=entry.url,
+            env=entry.env,
+            headers=entry.headers,
+            discovery=found,
+            secret=gw.secret,
+            required=body.required_keys,
         )
-        await session.flush()
-        return upstream_out(await _summary(session, access.org_id, template.id))
-    template = await add_upstream(
-        session,
-        org_id=owner,
-        name=entry.name,
-        transport=entry.transport,
-        command=entry.command,
-        url=entry.url,
-        env=entry.env,
-        headers=entry.headers,
-        discovery=found,
-        secret=gw.secret,
-        required=body.required_keys,
-    )
     update_template(
         template, description=body.description, tags=body.tags, icon=body.icon or "", visibility=body.visibility
     )
