@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import text
 
 from tests.oauth.conftest import World
 
@@ -35,6 +36,14 @@ async def test_a_state_started_by_another_user_is_rejected(world: World) -> None
         stolen = await http.get(callback)
     assert stolen.status_code == 403
     assert "another user" in stolen.json()["error"]["message"]
+    await world.gateway.audit.flush()
+    async with world.sessionmaker() as session:
+        rows = (
+            await (await session.connection()).execute(
+                text("SELECT user_id, status FROM audit_records WHERE event = 'oauth.callback_rejected'")
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [(world.bob.id, "denied")]
     async with world.api(world.alice) as http:  # not burnt by bob's attempt
         assert (await http.get(callback)).status_code == 200
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
+from patchbay.audit import security
 from patchbay.errors import PatchbayError
 from patchbay.oauth import flow
 from patchbay.oauth.connections import list_connections, remove_connection, sync_with_connection
@@ -23,7 +24,7 @@ from patchbay.oauth.urls import metadata_document
 from patchbay.policy.access import Action, OrgAccess
 from patchbay.services.upstreams import get_upstream
 from patchbay.web.api.deps import CurrentCaller, Db, Gw, Requires
-from patchbay.web.api.errors import ERROR_RESPONSES
+from patchbay.web.api.errors import ERROR_RESPONSES, status_of
 
 logger = logging.getLogger(__name__)
 
@@ -139,16 +140,29 @@ async def callback(
     code: Annotated[str | None, Query(max_length=4000)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    done = await flow.complete(
-        session,
-        store=gw.store,
-        settings=gw.settings,
-        secret=gw.secret,
-        state=state,
-        code=code,
-        error=error,
-        user_id=caller.user.id,
-    )
+    try:
+        done = await flow.complete(
+            session,
+            store=gw.store,
+            settings=gw.settings,
+            secret=gw.secret,
+            state=state,
+            code=code,
+            error=error,
+            user_id=caller.user.id,
+        )
+    except PatchbayError as exc:
+        # The request's transaction is rolled back: the audit writer records the refusal on its own.
+        event = security.security_event(
+            event="oauth.callback_rejected",
+            channel="api",
+            status="denied",
+            user_id=caller.user.id,
+            http_status=status_of(exc),
+            detail=str(exc)[:200],
+        )
+        await security.submit(gw.audit, event)
+        raise
     await session.commit()
     gw.tokens.forget(done.owner)
     try:
