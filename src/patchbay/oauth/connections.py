@@ -122,8 +122,8 @@ async def list_connections(session: AsyncSession, *, org_id: str, user_id: str) 
                 template_id=t.id,
                 status=status,
                 scopes=list(row.scopes or []) if row is not None else [],
-                expires_at=tokens._aware(row.expires_at) if row is not None else None,
-                connected_at=tokens._aware(row.updated_at) if row is not None else None,
+                expires_at=tokens.aware(row.expires_at) if row is not None else None,
+                connected_at=tokens.aware(row.updated_at) if row is not None else None,
                 registration=clients.get(t.id),
             )
         )

@@ -84,7 +84,8 @@ def context_of(row: OAuthToken) -> str:
     return token_context(row.id, row.template_id, row.org_id, row.user_id, row.shared_name)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
+def aware(moment: datetime | None) -> datetime | None:
+    """A stored time as an aware UTC datetime."""
     # SQLite hands back naive datetimes; every one we store is UTC.
     return moment.replace(tzinfo=utcnow().tzinfo) if moment is not None and moment.tzinfo is None else moment
 
@@ -96,10 +97,10 @@ def open_row(row: OAuthToken, secret: bytes) -> Held:
         row_id=row.id,
         access_token=str(value["access_token"]),
         refresh_token=value.get("refresh_token"),
-        expires_at=_aware(row.expires_at),
+        expires_at=aware(row.expires_at),
         scopes=tuple(row.scopes or ()),
         dead=row.status == "dead",
-        issued_at=_aware(row.updated_at),
+        issued_at=aware(row.updated_at),
     )
 
 
