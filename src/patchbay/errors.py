@@ -53,3 +53,13 @@ class RateLimited(PatchbayError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ConnectionRequired(UpstreamError):
+    """The caller has no usable OAuth connection to an upstream; ``connect_url`` starts one."""
+
+    code = "connection_required"
+
+    def __init__(self, message: str, *, connect_url: str) -> None:
+        super().__init__(message)
+        self.connect_url = connect_url

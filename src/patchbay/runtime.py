@@ -27,6 +27,7 @@ from patchbay.mcp.live import LiveFeed
 from patchbay.mcp.relay import ContinuationRelay
 from patchbay.mcp.resource_watch import ResourceWatcher
 from patchbay.mcp.session import SessionStore, server_events_channel
+from patchbay.oauth.manager import TokenManager
 from patchbay.pipeline import Pipeline
 from patchbay.policy.tools import visible
 from patchbay.routing.catalog import Catalog, CatalogCache
@@ -63,6 +64,7 @@ class Gateway:
     watcher: ChangeWatcher
     objects: ObjectStore
     payloads: PayloadWriter
+    tokens: TokenManager
     continuations: dict[str, object] = field(default_factory=dict)
     # Names this process in input_required tokens, so a retry on another replica finds its way back.
     node_id: str = field(default_factory=lambda: secrets.token_hex(6))
@@ -230,6 +232,7 @@ def build_gateway(settings: Settings) -> Gateway:
     engine = make_engine(settings.effective_database_url)
     sessionmaker = make_sessionmaker(engine)
     store = make_store(settings)
+    tokens = TokenManager(sessionmaker=sessionmaker, store=store, secret=secret, settings=settings)
     watcher = make_watcher(engine, engine.url.database if engine.dialect.name == "sqlite" else None)
     metrics = CallMetrics()
     audit = AuditWriter(sessionmaker, observe=metrics.observe)
@@ -252,6 +255,7 @@ def build_gateway(settings: Settings) -> Gateway:
         payloads=PayloadWriter(objects, audit, cap=settings.payload_max_bytes),
         resolver=KeyResolver(sessionmaker, secret, watcher),
         watcher=watcher,
-        catalogs=CatalogCache(sessionmaker, secret),
+        catalogs=CatalogCache(sessionmaker, secret, tokens),
+        tokens=tokens,
         sessions=SessionStore(store, ttl=settings.session_ttl_seconds),
     )

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     object_store_url: str | None = None
     secret_key: str | None = None
     public_url: str | None = None
+    # How long an OAuth authorization started by a user may take before its callback is refused.
+    oauth_state_ttl_seconds: float = Field(default=600.0, gt=0)
     environment: str = "development"
 
     # Trust X-Forwarded-* from a reverse proxy (off: nothing on the request path reads them yet).

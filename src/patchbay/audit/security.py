@@ -29,6 +29,10 @@ SecurityEventName = Literal[
     "login.failed",
     "tool.quarantined",
     "tool.approved",
+    "oauth.connected",
+    "oauth.disconnected",
+    "oauth.refresh_failed",
+    "oauth.callback_rejected",
 ]
 Channel = Literal["mcp", "api", "cli"]
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from typer.core import TyperGroup
 
 from patchbay.cli import (
+    connections,
     credentials,
     db,
     docs,
@@ -117,6 +118,7 @@ app.add_typer(upstreams.app, name="upstream")
 app.add_typer(servers.app, name="server")
 app.add_typer(keys.app, name="key")
 app.add_typer(credentials.app, name="credential")
+app.add_typer(connections.app, name="connection")
 app.add_typer(tools.app, name="tool")
 app.add_typer(toolkeys.app, name="toolkey")
 app.add_typer(docs.app, name="doc")

@@ -19,6 +19,9 @@ import typer
 from patchbay.cli.output import emit_json, emit_table, plural
 from patchbay.cli.runtime import Env, run
 from patchbay.errors import InvalidInput, PatchbayError
+from patchbay.oauth.connections import add_oauth_upstream
+from patchbay.oauth.registration import PreRegistered
+from patchbay.routing.upstream.http_common import HttpStatusError
 from patchbay.services.naming import default_tool_name
 from patchbay.services.upstream_input import UpstreamInput, check_upstream, redact_url
 from patchbay.services.upstreams import (
@@ -157,20 +160,56 @@ def add(
     env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE for the server (secret).")] = None,
     header: Annotated[list[str] | None, typer.Option("--header", help='"Name: value" (secret).')] = None,
     timeout: TimeoutOption = 30.0,
+    oauth: Annotated[
+        bool, typer.Option("--oauth", help="Users connect their own accounts (OAuth); detected on a 401 too.")
+    ] = False,
+    oauth_client_id: Annotated[
+        str | None, typer.Option("--oauth-client-id", help="A client registered at the provider by hand.")
+    ] = None,
+    oauth_client_secret_stdin: Annotated[
+        bool, typer.Option("--oauth-client-secret-stdin", help="Read that client's secret from stdin.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Connect to an upstream, list its tools, and store it with them."""
     entry = build_input(name=name, command=command, url=url, transport=transport, env=env or [], header=header or [])
+    client_secret = sys.stdin.readline().strip() if oauth_client_secret_stdin else None
 
     async def work(env_: Env) -> tuple[ServerTemplate, list[str]]:
         await _check_free(env_, entry)
-        found = await _discover(entry, timeout)
-        template = await _store(env_, entry, found)
-        return template, _tool_names(template, found)
+        if not oauth and oauth_client_id is None:
+            try:
+                found = await _discover(entry, timeout)
+                template = await _store(env_, entry, found)
+                return template, _tool_names(template, found)
+            except HttpStatusError as exc:
+                if exc.status != 401 or entry.url is None or entry.env or entry.headers:
+                    raise
+        if entry.url is None:
+            raise InvalidInput("an OAuth upstream needs --url")
+        async with env_.transaction() as session:
+            org = await env_.org(session)
+            template = await add_oauth_upstream(
+                session,
+                org_id=org.id,
+                name=entry.name,
+                url=entry.url,
+                transport=entry.transport,
+                settings=env_.settings,
+                secret=env_.secret,
+                pre_registered=PreRegistered(oauth_client_id, client_secret) if oauth_client_id else None,
+            )
+        return template, []
 
     template, tools = run(ctx, work)
     if as_json:
         emit_json(describe(template, tools))
+        return
+    if template.auth_kind == "oauth":
+        typer.echo(
+            f"added OAuth upstream {template.slug}: each user connects at "
+            f"/api/v1/orgs/ORG/connections/{template.slug}/start"
+        )
         return
     typer.echo(f"added upstream {template.slug} ({_server_label(template)}) with {plural(len(tools), 'tool')}")
     for tool in tools:

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from patchbay.errors import (
+    ConnectionRequired,
     Forbidden,
     PatchbayError,
     RateLimited,
@@ -42,6 +43,7 @@ from patchbay.mcp.protocol import (
     REQUEST_TIMEOUT,
     RESOURCE_NOT_FOUND,
     SERVER_INFO,
+    URL_ELICITATION_REQUIRED,
     RpcError,
 )
 from patchbay.pipeline import CallRecord, Forward, call_tool
@@ -77,6 +79,8 @@ async def forward(ctx: RequestContext, upstream: Upstream, method: str, params: 
     try:
         chosen = upstream.resolve(ctx.principal, ctx.principal.user_id)
         ctx.note.credential = chosen.credential
+        if chosen.bearer is not None:
+            await chosen.bearer.require()
         response = await gw.pool.request(
             chosen.spec,
             method,
@@ -86,6 +90,8 @@ async def forward(ctx: RequestContext, upstream: Upstream, method: str, params: 
         )
     except UpstreamTimeout as exc:
         raise RpcError(REQUEST_TIMEOUT, str(exc)) from exc
+    except ConnectionRequired as exc:
+        raise connection_required(exc) from None
     except UpstreamError as exc:
         raise RpcError(INTERNAL_ERROR, str(exc)) from exc
     error = response.get("error")
@@ -99,6 +105,24 @@ async def forward(ctx: RequestContext, upstream: Upstream, method: str, params: 
     if ctx.era == "legacy" and result.get("resultType") == "input_required":
         return await _satisfy_for_legacy(ctx, upstream, method, params, result)
     return result
+
+
+def connection_required(exc: ConnectionRequired) -> RpcError:
+    """The user must connect (or reconnect) an OAuth upstream: the error carries the link to open."""
+    elicitation = {"mode": "url", "elicitationId": exc.connect_url, "url": exc.connect_url, "message": str(exc)}
+    return RpcError(URL_ELICITATION_REQUIRED, str(exc), {"connectUrl": exc.connect_url, "elicitations": [elicitation]})
+
+
+async def pending_upstreams(ctx: RequestContext) -> set[str]:
+    """Template ids of this server's OAuth upstreams whose token the caller's key lacks (pending for them)."""
+    pending: set[str] = set()
+    for up in ctx.catalog.upstreams:
+        if up.credentials is None or not up.credentials.oauth:
+            continue
+        bearer = up.resolve(ctx.principal, ctx.principal.user_id).bearer
+        if bearer is not None and not await bearer.connected():
+            pending.add(up.template_id)
+    return pending
 
 
 async def _satisfy_for_legacy(
@@ -151,7 +175,8 @@ async def _fan_out_list(
     rename: Callable[[Upstream, JSONObject], JSONObject],
 ) -> JSONObject:
     """One page of a list merged over the upstreams that have ``capability``, in order."""
-    upstreams = ctx.catalog.with_capability(capability)
+    pending = await pending_upstreams(ctx)
+    upstreams = [u for u in ctx.catalog.with_capability(capability) if u.template_id not in pending]
     index, inner = _decode_cursor(params.get("cursor"))
     while index < len(upstreams):
         up = upstreams[index]
@@ -182,7 +207,19 @@ async def ping(ctx: RequestContext, params: JSONObject) -> JSONObject:
 async def tools_list(ctx: RequestContext, params: JSONObject) -> JSONObject:
     if ctx.catalog.compact:
         return {"tools": compact.TOOLS}
-    return {"tools": ctx.gateway.visible_tools(ctx.principal, ctx.catalog)}
+    tools = ctx.gateway.visible_tools(ctx.principal, ctx.catalog)
+    pending = await pending_upstreams(ctx)
+    if pending:
+        # Until the caller connects an OAuth upstream, its tools are not theirs to see.
+        routes = ctx.catalog.tools
+        tools = [
+            t
+            for t in tools
+            if (route := routes.get(str(t.get("name")))) is None
+            or route.upstream is None
+            or route.upstream.template_id not in pending
+        ]
+    return {"tools": tools}
 
 
 async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:

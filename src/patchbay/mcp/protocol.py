@@ -34,6 +34,8 @@ UNSUPPORTED_PROTOCOL_VERSION: Final = -32022
 RESOURCE_NOT_FOUND: Final = -32002
 # Implementation-defined (the spec has no code for it): a rate limit refused the call; data.retryAfter in seconds.
 RATE_LIMITED: Final = -32029
+# 2025-11-25 URLElicitationRequiredError: the user must open a URL (here: connect an OAuth upstream).
+URL_ELICITATION_REQUIRED: Final = -32042
 
 # Name-bearing methods mirror one param into the Mcp-Name header (2026-07-28).
 NAME_PARAM: Final[dict[str, str]] = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}

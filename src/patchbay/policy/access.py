@@ -37,6 +37,7 @@ class Action(StrEnum):
     CREDENTIALS_READ = "credentials.read"  # names of the org's shared credentials (never values)
     # set and remove shared credentials, bind them to keys, create shared keys
     CREDENTIALS_MANAGE = "credentials.manage"
+    CONNECTIONS_OWN = "connections.own"  # start, list and remove one's own OAuth connections
 
 
 # The least role that may perform each action.
@@ -56,6 +57,7 @@ _MIN_ROLE: dict[Action, Role] = {
     Action.KEYS_ANY: "admin",
     Action.CREDENTIALS_READ: "member",
     Action.CREDENTIALS_MANAGE: "admin",
+    Action.CONNECTIONS_OWN: "member",
 }
 
 

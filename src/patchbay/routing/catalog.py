@@ -21,6 +21,7 @@ from patchbay.engine.runner import LocalTarget
 from patchbay.errors import NotFound
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.param_headers import Annotation, header_marks
+from patchbay.oauth.manager import TokenManager
 from patchbay.policy.credentials import KeyCredentials
 from patchbay.routing.credential_specs import CredentialSpecs, Resolved
 from patchbay.routing.upstream.base import UpstreamSpec
@@ -134,11 +135,14 @@ def aggregate_capabilities(upstreams: list[Upstream]) -> JSONObject:
 class CatalogCache:
     """Per-process cache of catalogs keyed by (server id, revision)."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], secret: bytes, tokens: TokenManager | None = None
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._secret = secret
         self._keyring = Keyring(secret)
         self._fp_key = fingerprint_key(secret)
+        self._tokens = tokens
         self._catalogs: dict[str, Catalog] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.hits = 0  # for /metrics
@@ -157,7 +161,12 @@ class CatalogCache:
                 return found
             async with self._sessionmaker() as session:
                 built = await build_catalog(
-                    session, server_id=server_id, secret=self._secret, keyring=self._keyring, fp_key=self._fp_key
+                    session,
+                    server_id=server_id,
+                    secret=self._secret,
+                    keyring=self._keyring,
+                    fp_key=self._fp_key,
+                    tokens=self._tokens,
                 )
             self._catalogs[server_id] = built
             return built
@@ -181,6 +190,7 @@ async def build_catalog(
     secret: bytes,
     keyring: Keyring | None = None,
     fp_key: bytes | None = None,
+    tokens: TokenManager | None = None,
 ) -> Catalog:
     """Load a server with its upstreams and enabled tools and name everything.
 
@@ -212,6 +222,8 @@ async def build_catalog(
             shared=await sealed_shared_credentials(session, template_id=tpl.id, org_id=server.org_id),
             keyring=keyring or Keyring(secret),
             fp_key=fp_key or fingerprint_key(secret),
+            # OAuth upstreams: every choice calls with a token of its owner (the user's, the org's, a shared one).
+            tokens=tokens if tpl.auth_kind == "oauth" else None,
         )
         upstreams[tpl.id] = Upstream(
             template_id=tpl.id,

@@ -6,17 +6,27 @@ and remembered with the catalog, so a rebuild costs no decryption per user and a
 the first pays two dict lookups. Every spec's pool key is the template id and a keyed hash of
 everything that reaches the upstream process or server: calls with the same credentials share
 a connection (a stdio process), calls with different ones never do.
+
+An OAuth upstream has no stored values to open: each choice names whose token a call carries
+(``own``: the user's connection, ``org``: the org's, ``shared:NAME``: a named shared one), and
+the spec asks the token manager for it on every request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from patchbay.errors import UpstreamError
-from patchbay.policy.credentials import CredentialChoice, KeyCredentials, choose_credential
+from patchbay.oauth.bearer import OwnerBearer
+from patchbay.oauth.owner import Owner
+from patchbay.policy.credentials import ORG, CredentialChoice, KeyCredentials, choose_credential
 from patchbay.routing.upstream.base import UpstreamSpec
 from patchbay.security.crypto import Keyring, fingerprint
+
+if TYPE_CHECKING:
+    from patchbay.oauth.manager import TokenManager
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +43,8 @@ class Resolved:
 
     spec: UpstreamSpec
     credential: str
+    # OAuth upstreams: the token the call carries (its owner may still have to connect).
+    bearer: OwnerBearer | None = None
 
 
 class CredentialSpecs:
@@ -48,6 +60,7 @@ class CredentialSpecs:
         "_own",
         "_shared",
         "_template_id",
+        "_tokens",
         "_users",
     )
 
@@ -61,6 +74,7 @@ class CredentialSpecs:
         shared: Mapping[str, Sealed],
         keyring: Keyring,
         fp_key: bytes,
+        tokens: TokenManager | None = None,
     ) -> None:
         self._template_id = template_id
         self._org_id = org_id
@@ -69,7 +83,8 @@ class CredentialSpecs:
         self._keyring = keyring
         self._fp_key = fp_key
         self._base = base
-        self._org = Resolved(self._keyed(base), "org")
+        self._tokens = tokens
+        self._org = self._oauth(ORG, None) if tokens is not None else Resolved(self._keyed(base), "org")
         # Opened on first use: per user id (own values), per shared credential name.
         self._own: dict[str, Resolved] = {}
         self._named: dict[str, Resolved] = {}
@@ -99,7 +114,14 @@ class CredentialSpecs:
         """Every connection resolved so far (the org's first)."""
         return [self._org, *self._own.values(), *self._named.values()]
 
+    @property
+    def oauth(self) -> bool:
+        """Whether calls carry OAuth tokens (so a caller may have to connect first)."""
+        return self._tokens is not None
+
     def _open(self, choice: CredentialChoice, user_id: str) -> Resolved:
+        if self._tokens is not None:
+            return self._oauth(choice, user_id)
         if choice.source == "shared":
             sealed = self._shared.get(choice.shared_name or "")
             if sealed is None:
@@ -110,6 +132,20 @@ class CredentialSpecs:
             return Resolved(self._on_top(sealed), choice.label)
         sealed = self._users.get(user_id)
         return Resolved(self._on_top(sealed), "own") if sealed is not None else self._org
+
+    def _oauth(self, choice: CredentialChoice, user_id: str | None) -> Resolved:
+        assert self._tokens is not None  # only OAuth upstreams get here
+        owner = Owner(
+            template_id=self._template_id,
+            org_id=self._org_id,
+            user_id=user_id if choice.source == "own" else None,
+            shared_name=choice.shared_name if choice.source == "shared" else None,
+        )
+        bearer = OwnerBearer(self._tokens, owner)
+        base = self._keyed(self._base)
+        # One pooled connection per token owner; the token itself is fetched per request.
+        spec = replace(base, key=f"{base.key}:oauth:{owner.key}", auth=bearer)
+        return Resolved(spec, choice.label, bearer)
 
     def _on_top(self, sealed: Sealed) -> UpstreamSpec:
         value = self._keyring.decrypt_json(sealed.token, context=sealed.context)

@@ -15,10 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from patchbay.errors import Conflict
+from patchbay.oauth.contexts import client_context, token_context
 from patchbay.security.crypto import MAX_GENERATIONS, Keyring
 from patchbay.services.credentials import shared_context
 from patchbay.services.upstreams import config_context
-from patchbay.store.models import EncryptionKey, SharedCredential, TemplateConfig
+from patchbay.store.models import EncryptionKey, OAuthClient, OAuthToken, SharedCredential, TemplateConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +39,14 @@ async def ciphertexts_by_kid(session: AsyncSession) -> dict[str, int]:
     tokens = [
         *(await session.scalars(select(TemplateConfig.ciphertext))).all(),
         *(await session.scalars(select(SharedCredential.ciphertext))).all(),
+        *(await session.scalars(select(OAuthToken.ciphertext))).all(),
+        *(
+            await session.scalars(
+                select(OAuthClient.secret_ciphertext).where(OAuthClient.secret_ciphertext.is_not(None))
+            )
+        ).all(),
     ]
-    return dict(Counter(token.partition(":")[0] for token in tokens))
+    return dict(Counter(str(token).partition(":")[0] for token in tokens))
 
 
 async def rotate(session: AsyncSession, *, secret: bytes) -> Rotation:
@@ -63,6 +70,18 @@ async def rotate(session: AsyncSession, *, secret: bytes) -> Rotation:
         context = shared_context(shared.template_id, shared.org_id, shared.name)
         shared.ciphertext = ring.encrypt_json(ring.decrypt_json(shared.ciphertext, context=context), context=context)
         rewritten += 1
+    for token in (await session.scalars(select(OAuthToken))).all():
+        if ring.needs_reencryption(token.ciphertext):
+            context = token_context(token.id, token.template_id, token.org_id, token.user_id, token.shared_name)
+            token.ciphertext = ring.encrypt_json(ring.decrypt_json(token.ciphertext, context=context), context=context)
+            rewritten += 1
+    for client in (await session.scalars(select(OAuthClient))).all():
+        if client.secret_ciphertext and ring.needs_reencryption(client.secret_ciphertext):
+            context = client_context(client.template_id)
+            client.secret_ciphertext = ring.encrypt_json(
+                ring.decrypt_json(client.secret_ciphertext, context=context), context=context
+            )
+            rewritten += 1
     # Catalogs cache decrypted values, which do not change: no server needs a reload.
     await session.flush()
     return Rotation(generation=generation, kid=ring.current_kid, rewritten=rewritten)

@@ -46,5 +46,14 @@ async def sync_upstream(
 
 
 async def linked_upstreams(session: AsyncSession) -> list[str]:
-    """Ids of the upstreams some server uses (the ones worth re-syncing periodically)."""
-    return list((await session.scalars(select(ServerTemplateLink.template_id).distinct())).all())
+    """Ids of the upstreams some server uses (the ones worth re-syncing periodically).
+
+    OAuth upstreams list nothing without a user's token: they are synced when a user connects.
+    """
+    query = (
+        select(ServerTemplateLink.template_id)
+        .join(ServerTemplate, ServerTemplate.id == ServerTemplateLink.template_id)
+        .where(ServerTemplate.auth_kind != "oauth")
+        .distinct()
+    )
+    return list((await session.scalars(query)).all())

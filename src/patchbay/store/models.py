@@ -184,6 +184,46 @@ class SharedCredential(Timestamped, Base):
     ciphertext: Mapped[str] = mapped_column(Text)  # same shape as TemplateConfig.ciphertext
 
 
+class OAuthClient(Timestamped, Base):
+    """How the gateway is known to an upstream's OAuth authorization server (one per template)."""
+
+    __tablename__ = "oauth_clients"
+
+    template_id: Mapped[str] = mapped_column(
+        ForeignKey("server_templates.id", ondelete="CASCADE"), unique=True, index=True
+    )
+    resource: Mapped[str] = mapped_column(String(2000))  # RFC 8707 resource indicator (the upstream's URL)
+    issuer: Mapped[str] = mapped_column(String(2000))
+    authorization_endpoint: Mapped[str] = mapped_column(String(2000))
+    token_endpoint: Mapped[str] = mapped_column(String(2000))
+    revocation_endpoint: Mapped[str | None] = mapped_column(String(2000))
+    client_id: Mapped[str] = mapped_column(String(2000))
+    # "kid:..." of {"secret": ...}; None for a public client (metadata document, or DCR without secret).
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text)
+    auth_method: Mapped[str] = mapped_column(String(40), default="none")  # token endpoint auth method
+    registration: Mapped[str] = mapped_column(String(20))  # pre_registered / metadata_document / dynamic
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class OAuthToken(Timestamped, Base):
+    """One connection: the tokens an OAuth client holds for a user (or a shared name) in an org."""
+
+    __tablename__ = "oauth_tokens"
+    __table_args__ = (UniqueConstraint("template_id", "org_id", "user_id", "shared_name"),)
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True)
+    template_id: Mapped[str] = mapped_column(ForeignKey("server_templates.id", ondelete="CASCADE"), index=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    shared_name: Mapped[str | None] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(10), default="user")  # user / shared
+    # "kid:..." of {"access_token": ..., "refresh_token": ...}, bound to this row (see oauth.tokens).
+    ciphertext: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(10), default="active")  # active / dead (refresh refused)
+
+
 class EncryptionKey(Timestamped, Base):
     """One generation of the config-encryption key (derived from the server secret); the highest is current."""
 

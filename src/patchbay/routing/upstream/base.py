@@ -21,6 +21,18 @@ Era = Literal["auto", "modern", "legacy"]
 GATEWAY_CLIENT_INFO: JSONObject = {"name": "patchbay", "version": "0.1.0"}
 
 
+class CallAuth(Protocol):
+    """Credentials fetched per request (an OAuth bearer) for an HTTP upstream's connection."""
+
+    async def authorization(self) -> str:
+        """The ``Authorization`` header value to send now."""
+        ...
+
+    async def rejected(self, value: str) -> None:
+        """The upstream answered 401 to ``value``: get a new one (the request is retried once)."""
+        ...
+
+
 @dataclass(frozen=True)
 class UpstreamSpec:
     """How to reach one upstream. ``key`` identifies a pooled connection (template + credential set)."""
@@ -34,6 +46,8 @@ class UpstreamSpec:
     url: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     era: Era = "auto"
+    # Set for OAuth upstreams only; other specs keep the plain (unwrapped) HTTP client.
+    auth: CallAuth | None = field(default=None, compare=False, repr=False)
 
 
 StreamState = Literal["open", "paused"]

@@ -13,6 +13,7 @@ import orjson
 from patchbay.errors import UpstreamError, UpstreamTimeout
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.routing.upstream.base import MessageSink, NotificationHandler, Transport, UpstreamSpec
+from patchbay.routing.upstream.bearer import BearerClient
 from patchbay.routing.upstream.h1 import H1Error, H1Pool, Response
 from patchbay.routing.upstream.http_common import (
     HttpStatusError,
@@ -91,7 +92,7 @@ class HttpConnection:
         self.server_info: JSONObject = {}
         self.capabilities: JSONObject = {}
         self.instructions: str | None = None
-        self._client = client
+        self._client: H1Pool | BearerClient = client if spec.auth is None else BearerClient(client, spec.auth)
         self._core = RpcCore(spec.name, self._post, on_notification)
         self._base = {
             **spec.headers,

@@ -11,6 +11,7 @@ import orjson
 from patchbay.errors import UpstreamError
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.routing.upstream.base import NotificationHandler, UpstreamSpec
+from patchbay.routing.upstream.bearer import BearerClient
 from patchbay.routing.upstream.h1 import H1Error, H1Pool, Response
 from patchbay.routing.upstream.http_common import iter_events, parse_url, status_error, transport_error
 from patchbay.routing.upstream.protocol import settle
@@ -28,7 +29,7 @@ class SseConnection(StreamConnection):
         self._url = parse_url(spec.name, spec.url)
         super().__init__(spec, on_notification)
         self.url = str(self._url)
-        self._client = client
+        self._client: H1Pool | BearerClient = client if spec.auth is None else BearerClient(client, spec.auth)
         self._post_headers = {**spec.headers, "content-type": "application/json"}
         self._endpoint: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._reader: asyncio.Task[None] | None = None

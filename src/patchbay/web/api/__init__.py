@@ -15,6 +15,7 @@ from patchbay.web.api import (
     auth,
     catalog,
     configs,
+    connections,
     credentials,
     keys,
     me,
@@ -42,6 +43,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     tools.router,
     keys.router,
     credentials.router,
+    connections.router,
 )
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
+from patchbay.oauth.connections import unconnected_upstreams
 from patchbay.policy.access import Action, OrgAccess
 from patchbay.services.configs import refresh_servers
 from patchbay.services.paging import page_of
@@ -30,6 +32,10 @@ class ServerOut(BaseModel):
     slug: str
     description: str
     status: str
+    my_status: str = Field(
+        description="The status for you: 'pending' while an OAuth upstream of it awaits your connection."
+    )
+    pending_connections: list[str] = Field(description="OAuth upstreams you must connect before using it.")
     plain_names: bool
     upstreams: list[str]
     tools: int
@@ -52,15 +58,18 @@ class ToolSwitchIn(BaseModel):
     disable: Annotated[list[ToolName], Field(max_length=1000)] = []
 
 
-def server_out(summary: ServerSummary) -> ServerOut:
-    """A server with its upstreams and counts."""
+def server_out(summary: ServerSummary, unconnected: Set[str] = frozenset()) -> ServerOut:
+    """A server with its upstreams and counts; ``unconnected``: OAuth upstreams the caller has not connected."""
     server = summary.server
+    pending = [slug for slug in summary.upstreams if slug in unconnected]
     return ServerOut(
         id=server.id,
         name=server.name,
         slug=server.slug,
         description=server.description,
         status=server.status,
+        my_status="pending" if pending and server.status == "running" else server.status,
+        pending_connections=pending,
         plain_names=server.plain_names,
         upstreams=summary.upstreams,
         tools=summary.tools,
@@ -79,7 +88,8 @@ async def list_(
     access: Annotated[OrgAccess, Requires(Action.SERVERS_READ)], session: Db, paging: Paging
 ) -> PageOut[ServerOut]:
     summaries = await list_servers(session, org_id=access.org_id)
-    return page_out(page_of(summaries, key=lambda s: s.server.id, request=paging), server_out)
+    unconnected = await unconnected_upstreams(session, org_id=access.org_id, user_id=access.user_id)
+    return page_out(page_of(summaries, key=lambda s: s.server.id, request=paging), lambda s: server_out(s, unconnected))
 
 
 @router.post("", status_code=201, summary="Create a server over upstreams (admins)")
@@ -101,7 +111,8 @@ async def create(
 @router.get("/{server}", summary="One server")
 async def get(server: ServerRef, access: Annotated[OrgAccess, Requires(Action.SERVERS_READ)], session: Db) -> ServerOut:
     found = await get_server(session, org_id=access.org_id, name_or_slug=server)
-    return server_out(await _summary(session, access.org_id, found.id))
+    unconnected = await unconnected_upstreams(session, org_id=access.org_id, user_id=access.user_id)
+    return server_out(await _summary(session, access.org_id, found.id), unconnected)
 
 
 @router.get("/{server}/tools", summary="The tools a server exposes, by exposed name")

@@ -13,9 +13,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from patchbay.errors import PatchbayError
+from patchbay.errors import InvalidInput, PatchbayError
+from patchbay.oauth.connections import add_oauth_upstream
+from patchbay.oauth.registration import PreRegistered
 from patchbay.policy.access import Action, OrgAccess, authorize_platform
 from patchbay.routing.discovery import discover
+from patchbay.routing.upstream.http_common import HttpStatusError
 from patchbay.services.catalog import update_template
 from patchbay.services.paging import page_of
 from patchbay.services.upstream_input import check_upstream, redact_url
@@ -52,6 +55,7 @@ class UpstreamOut(BaseModel):
     command: list[str] | None
     url: str | None
     secret_keys: list[str] = Field(description="Names of the env vars / headers it needs (never values).")
+    auth_kind: str = Field(description="none, static (env/headers) or oauth (each user connects).")
     protocol_version: str | None
     server_info: dict[str, Any] | None
     active_tools: int
@@ -85,6 +89,13 @@ class UpstreamIn(BaseModel):
     url: Annotated[str | None, Field(max_length=2000)] = None
     env: Annotated[dict[str, Annotated[str, Field(max_length=8192)]], Field(max_length=100)] = {}
     headers: Annotated[dict[str, Annotated[str, Field(max_length=8192)]], Field(max_length=100)] = {}
+    oauth: bool = Field(
+        False, description="The upstream needs OAuth: each user connects their own account (also detected on a 401)."
+    )
+    oauth_client_id: Annotated[str | None, Field(max_length=2000, description="A pre-registered client.")] = None
+    oauth_client_secret: Annotated[str | None, Field(max_length=4000, description="Its secret (stored encrypted).")] = (
+        None
+    )
 
 
 def upstream_out(summary: UpstreamSummary) -> UpstreamOut:
@@ -103,6 +114,7 @@ def upstream_out(summary: UpstreamSummary) -> UpstreamOut:
         command=t.command,
         url=redact_url(t.url) if t.url else None,
         secret_keys=list(t.required_keys or []),
+        auth_kind=t.auth_kind,
         protocol_version=t.protocol_version,
         server_info=t.server_info,
         active_tools=summary.active_tools,
@@ -148,20 +160,42 @@ async def add(
         authorize_platform(platform_admin=access.platform_admin, what="add to the global catalog")
     owner = None if body.scope == "global" else access.org_id
     await ensure_upstream_name_free(session, org_id=owner, name=entry.name)
-    found = await discover(entry.spec(), timeout=DISCOVERY_TIMEOUT)
-    template = await add_upstream(
-        session,
-        org_id=owner,
-        name=entry.name,
-        transport=entry.transport,
-        command=entry.command,
-        url=entry.url,
-        env=entry.env,
-        headers=entry.headers,
-        discovery=found,
-        secret=gw.secret,
-        required=body.required_keys,
-    )
+    found = None
+    if not body.oauth and not body.oauth_client_id:
+        try:
+            found = await discover(entry.spec(), timeout=DISCOVERY_TIMEOUT)
+        except HttpStatusError as exc:
+            if exc.status != 401 or entry.transport == "stdio" or entry.env or entry.headers:
+                raise
+    if found is None:
+        # OAuth: each user connects their own account; the tools are listed with the first connection.
+        if entry.url is None:
+            raise InvalidInput("an OAuth upstream needs a url")
+        pre_registered = PreRegistered(body.oauth_client_id, body.oauth_client_secret) if body.oauth_client_id else None
+        template = await add_oauth_upstream(
+            session,
+            org_id=owner,
+            name=entry.name,
+            url=entry.url,
+            transport=entry.transport,
+            settings=gw.settings,
+            secret=gw.secret,
+            pre_registered=pre_registered,
+        )
+    else:
+        template = await add_upstream(
+            session,
+            org_id=owner,
+            name=entry.name,
+            transport=entry.transport,
+            command=entry.command,
+            url=entry.url,
+            env=entry.env,
+            headers=entry.headers,
+            discovery=found,
+            secret=gw.secret,
+            required=body.required_keys,
+        )
     update_template(
         template, description=body.description, tags=body.tags, icon=body.icon or "", visibility=body.visibility
     )
