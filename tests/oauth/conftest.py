@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -68,16 +68,20 @@ class World:
                 f"/api/v1/orgs/{self.org}/upstreams", json={"name": "remote", "url": self.upstream_url, **extra}
             )
 
-    async def connect(self, who: Person) -> httpx.Response:
+    async def connect(self, who: Person, *, credential: str = "own") -> httpx.Response:
         """Start, follow the provider's auto-consent redirect, and land on the callback as ``who``."""
         async with self.api(who) as http:
-            started = await http.post(f"/api/v1/orgs/{self.org}/connections/remote/start")
+            started = await http.post(
+                f"/api/v1/orgs/{self.org}/connections/remote/start", params={"credential": credential}
+            )
             assert started.status_code == 200, started.text
             consent = await http.get(started.json()["authorization_url"])
             assert consent.status_code == 302, consent.text
             return await http.get(consent.headers["location"])
 
-    async def server_and_key(self, who: Person, *, server: str = "main") -> str:
+    async def server_and_key(
+        self, who: Person, *, server: str = "main", credentials: Sequence[tuple[str, str]] = ()
+    ) -> str:
         async with self.sessionmaker() as session:
             org = await get_org(session, slug=self.org)
             try:
@@ -95,7 +99,14 @@ class World:
             user = await session.get(User, who.id)
             assert user is not None
             _row, secret = await create_key(
-                session, server=srv, user=user, name="t", allow=None, expires_in=None, secret=self.gateway.secret
+                session,
+                server=srv,
+                user=user,
+                name="t",
+                allow=None,
+                expires_in=None,
+                secret=self.gateway.secret,
+                credentials=credentials,
             )
             await session.commit()
             return secret

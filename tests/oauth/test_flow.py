@@ -167,3 +167,36 @@ async def test_disconnect_revokes_and_forgets_the_tokens(world: World) -> None:
     async with world.sessionmaker() as session:
         events = (await (await session.connection()).execute(text("SELECT event FROM audit_records"))).scalars().all()
     assert "oauth.connected" in events and "oauth.disconnected" in events
+
+
+async def test_keys_call_with_the_oauth_token_their_credential_names(world: World) -> None:
+    """own → the key owner's connection; shared:NAME → the token an admin connected for everyone; org → the org's."""
+    assert (await world.add_upstream()).status_code == 201
+    assert (await world.connect(world.alice)).status_code == 200
+    # Members may only connect their own token.
+    async with world.api(world.bob) as http:
+        refused = await http.post(f"/api/v1/orgs/{world.org}/connections/remote/start?credential=shared:team")
+    assert refused.status_code == 403, refused.text
+    world.provider.subject = "team@provider"
+    assert (await world.connect(world.admin, credential="shared:team")).status_code == 200
+    world.provider.subject = "org@provider"
+    assert (await world.connect(world.admin, credential="org")).status_code == 200
+
+    own = await world.server_and_key(world.alice)
+    alice_team = await world.server_and_key(world.alice, credentials=[("remote", "shared:team")])
+    bob_team = await world.server_and_key(world.bob, credentials=[("remote", "shared:team")])
+    bob_org = await world.server_and_key(world.bob, credentials=[("remote", "org")])
+    seen: dict[str, str] = {}
+    for name, key in (("own", own), ("alice_team", alice_team), ("bob_team", bob_team), ("bob_org", bob_org)):
+        async with Client(f"{world.url}/mcp/k/{key}") as client:
+            seen[name] = _who(await client.call_tool("remote__whoami", {}))["sub"]
+    assert seen == {
+        "own": "alice@provider",
+        "alice_team": "team@provider",
+        "bob_team": "team@provider",
+        "bob_org": "org@provider",
+    }
+    # The shared connection is listed by name, never with its token.
+    async with world.api(world.admin) as http:
+        names = [c["name"] for c in (await http.get(f"/api/v1/orgs/{world.org}/credentials")).json()["items"]]
+    assert "team" in names

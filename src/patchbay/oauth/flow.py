@@ -22,10 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from patchbay.audit import security
 from patchbay.errors import Forbidden, InvalidInput, NotFound
 from patchbay.oauth import grants, tokens
-from patchbay.oauth.owner import Owner
+from patchbay.oauth.owner import Owner, owner_for
 from patchbay.oauth.registration import credentials
 from patchbay.oauth.urls import redirect_uri
 from patchbay.oauth.wire import client
+from patchbay.policy.credentials import OWN, CredentialChoice
+from patchbay.services.credentials import ensure_shared_credential
 from patchbay.settings import Settings
 from patchbay.state.base import SharedStore
 from patchbay.store.models import OAuthClient, ServerTemplate
@@ -88,8 +90,13 @@ async def start(
     org_id: str,
     user_id: str,
     redirect_after: str | None = None,
+    credential: CredentialChoice = OWN,
 ) -> Started:
-    """Remember a new flow for ``user_id`` and return the provider URL their browser must open."""
+    """Remember a new flow for ``user_id`` and return the provider URL their browser must open.
+
+    ``credential`` says whose connection the tokens become: ``own`` (the user's), ``org`` or
+    ``shared:NAME`` (used by keys bound to it; the caller checks the user may manage those).
+    """
     oauth_client = await oauth_client_of(session, template)
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(32)
@@ -99,6 +106,7 @@ async def start(
         "user_id": user_id,
         "org_id": org_id,
         "template_id": template.id,
+        "credential": credential.label,
         "redirect_after": _safe_redirect(redirect_after, settings),
         "expires_at": time.time() + ttl,
     }
@@ -148,7 +156,7 @@ async def complete(
     template = await session.get(ServerTemplate, flow["template_id"])
     if template is None:
         raise NotFound("the upstream of this authorization no longer exists")
-    owner = Owner(template_id=template.id, org_id=flow["org_id"], user_id=user_id)
+    owner = owner_for(template.id, flow["org_id"], user_id, CredentialChoice.parse(flow.get("credential", "own")))
     if error or not code:
         raise InvalidInput(f"the provider did not authorize the connection ({error or 'no code returned'})")
     oauth_client = await oauth_client_of(session, template)
@@ -164,6 +172,10 @@ async def complete(
             scopes=tuple(oauth_client.scopes or ()),
         )
     await tokens.save(session, owner=owner, client=oauth_client, tokens=granted, secret=secret)
+    if owner.shared_name is not None:
+        await ensure_shared_credential(
+            session, org_id=owner.org_id, template=template, name=owner.shared_name, secret=secret
+        )
     security.record(
         session,
         security.security_event(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from patchbay.policy.credentials import CredentialChoice
+
 
 @dataclass(frozen=True, slots=True)
 class Owner:
@@ -21,3 +23,13 @@ class Owner:
     @property
     def purpose(self) -> str:
         return "user" if self.user_id is not None else "shared"
+
+
+def owner_for(template_id: str, org_id: str, user_id: str | None, credential: CredentialChoice) -> Owner:
+    """Whose tokens ``credential`` means for ``user_id``: theirs (``own``), the org's, or a shared one."""
+    return Owner(
+        template_id=template_id,
+        org_id=org_id,
+        user_id=user_id if credential.source == "own" else None,
+        shared_name=credential.shared_name if credential.source == "shared" else None,
+    )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from patchbay.errors import UpstreamError
 from patchbay.oauth.bearer import OwnerBearer
-from patchbay.oauth.owner import Owner
+from patchbay.oauth.owner import owner_for
 from patchbay.policy.credentials import ORG, CredentialChoice, KeyCredentials, choose_credential
 from patchbay.routing.upstream.base import UpstreamSpec
 from patchbay.security.crypto import Keyring, fingerprint
@@ -135,12 +135,7 @@ class CredentialSpecs:
 
     def _oauth(self, choice: CredentialChoice, user_id: str | None) -> Resolved:
         assert self._tokens is not None  # only OAuth upstreams get here
-        owner = Owner(
-            template_id=self._template_id,
-            org_id=self._org_id,
-            user_id=user_id if choice.source == "own" else None,
-            shared_name=choice.shared_name if choice.source == "shared" else None,
-        )
+        owner = owner_for(self._template_id, self._org_id, user_id, choice)
         bearer = OwnerBearer(self._tokens, owner)
         base = self._keyed(self._base)
         # One pooled connection per token owner; the token itself is fetched per request.

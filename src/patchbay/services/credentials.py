@@ -126,6 +126,16 @@ async def set_shared_credential(
     return found
 
 
+async def ensure_shared_credential(
+    session: AsyncSession, *, org_id: str, template: ServerTemplate, name: str, secret: bytes
+) -> None:
+    """Name a shared credential whose secret lives elsewhere (an OAuth upstream's shared token), so keys can bind it."""
+    if await _find(session, org_id=org_id, template=template, name=_require_name(name), missing_ok=True) is None:
+        await set_shared_credential(
+            session, org_id=org_id, template=template, name=name, env={}, headers={}, secret=secret, channel="api"
+        )
+
+
 async def save_shared_credential(
     session: AsyncSession,
     *,

@@ -1,8 +1,10 @@
 """OAuth connections to upstreams: ``/api/v1/orgs/{org}/connections`` and the provider's callback.
 
-A connection is the caller's own: starting one sends their browser to the provider, the
-provider sends it back to ``/api/v1/oauth/callback``, which must be reached as the same
-signed-in user (login cookie or personal access token). Tokens never appear in answers.
+A connection is the caller's own by default: starting one sends their browser to the
+provider, the provider sends it back to ``/api/v1/oauth/callback``, which must be reached as
+the same signed-in user (login cookie or personal access token). An admin may instead connect
+the org's token (``?credential=org``) or a named shared one (``?credential=shared:NAME``),
+which keys bound to that credential call with. Tokens never appear in answers.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from patchbay.audit import security
 from patchbay.errors import PatchbayError
 from patchbay.oauth import flow
 from patchbay.oauth.connections import list_connections, remove_connection, sync_with_connection
-from patchbay.oauth.owner import Owner
+from patchbay.oauth.owner import owner_for
 from patchbay.oauth.urls import metadata_document
-from patchbay.policy.access import Action, OrgAccess
+from patchbay.policy.access import Action, OrgAccess, authorize
+from patchbay.policy.credentials import CredentialChoice
 from patchbay.services.upstreams import get_upstream
 from patchbay.web.api.deps import CurrentCaller, Db, Gw, Requires
 from patchbay.web.api.errors import ERROR_RESPONSES, status_of
@@ -31,6 +34,13 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["connections"], responses=ERROR_RESPONSES)
 
 UpstreamRef = Annotated[str, Path(min_length=1, max_length=200, description="Upstream slug or name.")]
+CredentialParam = Annotated[
+    str,
+    Query(
+        max_length=80,
+        description="Whose connection: own (default), org, or shared:NAME (admins; keys bound to it use it).",
+    ),
+]
 RedirectAfter = Annotated[
     str | None, Query(max_length=500, description="A path on this gateway to send the browser to when connected.")
 ]
@@ -77,7 +87,18 @@ async def list_(
     ]
 
 
-async def _start(access: OrgAccess, session: Db, gw: Gw, upstream: str, redirect_after: str | None) -> flow.Started:
+def _credential(access: OrgAccess, text: str) -> CredentialChoice:
+    """The parsed choice; connecting anything but one's own is for those who manage credentials."""
+    choice = CredentialChoice.parse(text)
+    if choice.source != "own":
+        authorize(access, Action.CREDENTIALS_MANAGE)
+    return choice
+
+
+async def _start(
+    access: OrgAccess, session: Db, gw: Gw, upstream: str, redirect_after: str | None, credential: str
+) -> flow.Started:
+    choice = _credential(access, credential)
     template = await get_upstream(session, slug=upstream, org_id=access.org_id)
     return await flow.start(
         session,
@@ -87,6 +108,7 @@ async def _start(access: OrgAccess, session: Db, gw: Gw, upstream: str, redirect
         org_id=access.org_id,
         user_id=access.user_id,
         redirect_after=redirect_after,
+        credential=choice,
     )
 
 
@@ -102,8 +124,9 @@ async def start_redirect(
     session: Db,
     gw: Gw,
     redirect_after: RedirectAfter = None,
+    credential: CredentialParam = "own",
 ) -> RedirectResponse:
-    started = await _start(access, session, gw, upstream, redirect_after)
+    started = await _start(access, session, gw, upstream, redirect_after, credential)
     return RedirectResponse(started.authorization_url, status_code=302)
 
 
@@ -114,8 +137,9 @@ async def start_json(
     session: Db,
     gw: Gw,
     redirect_after: RedirectAfter = None,
+    credential: CredentialParam = "own",
 ) -> StartOut:
-    started = await _start(access, session, gw, upstream, redirect_after)
+    started = await _start(access, session, gw, upstream, redirect_after, credential)
     return StartOut(authorization_url=started.authorization_url, expires_in=started.expires_in)
 
 
@@ -125,9 +149,11 @@ async def remove(
     access: Annotated[OrgAccess, Requires(Action.CONNECTIONS_OWN)],
     session: Db,
     gw: Gw,
+    credential: CredentialParam = "own",
 ) -> None:
+    choice = _credential(access, credential)
     template = await get_upstream(session, slug=upstream, org_id=access.org_id)
-    owner = Owner(template_id=template.id, org_id=access.org_id, user_id=access.user_id)
+    owner = owner_for(template.id, access.org_id, access.user_id, choice)
     await remove_connection(session, template=template, owner=owner, secret=gw.secret, manager=gw.tokens)
 
 
