@@ -28,6 +28,7 @@ SecurityEventName = Literal[
     "login.failed",
     "tool.quarantined",
     "tool.approved",
+    "tool.rejected",
 ]
 Channel = Literal["mcp", "api", "cli"]
 

@@ -11,7 +11,20 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from patchbay.auth.sessions import LoginSessions
 from patchbay.runtime import Gateway
-from patchbay.web.api import auth, catalog, configs, keys, me, members, orgs, servers, tools, upstreams, users
+from patchbay.web.api import (
+    auth,
+    catalog,
+    configs,
+    keys,
+    me,
+    members,
+    orgs,
+    servers,
+    tool_review,
+    tools,
+    upstreams,
+    users,
+)
 from patchbay.web.api.errors import install_error_handlers
 from patchbay.web.api.nul import refuse_nul
 
@@ -27,6 +40,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     catalog.router,
     servers.router,
     tools.router,
+    tool_review.router,
     keys.router,
 )
 
