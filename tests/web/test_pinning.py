@@ -18,7 +18,7 @@ from patchbay.settings import Settings
 from patchbay.store.models import AuditRecord
 from tests.fixtures.servers import FIXTURES_DIR
 from tests.harness import Upstream, add_upstreams, make_key, make_server, serving_gateway
-from tests.web.test_live_changes import MODES, TOOLS_CHANGED, change, connected
+from tests.web.live import MODES, TOOLS_CHANGED, change, connected
 
 pytestmark = pytest.mark.anyio
 

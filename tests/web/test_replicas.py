@@ -125,7 +125,7 @@ async def test_a_change_reaches_clients_of_every_replica_within_a_second(
     from patchbay.services.orgs import ensure_default_org
     from patchbay.services.servers import get_server, set_tools_enabled
     from tests.harness import serving_gateway
-    from tests.web.test_live_changes import TOOLS_CHANGED, change, connected
+    from tests.web.live import TOOLS_CHANGED, change, connected
 
     await add_upstreams(sessionmaker, settings, [Upstream(name="fx", command=stdio_command())])
     await make_server(sessionmaker, name="main", upstreams=["fx"])
