@@ -191,7 +191,9 @@ async def admin_headers(url: str, tag: str) -> dict[str, str]:
     try:
         async with make_sessionmaker(engine)() as session:
             org = await ensure_default_org(session)
-            user = await create_user(session, email=f"admin-{tag}@example.com", password=None, admin=False)
+            user = await create_user(
+                session, email=f"admin-{tag}@example.com", password=None, admin=False, join_default=False
+            )
             await add_member(session, org=org, user_id=user.id, role="admin")
             _row, token = await create_token(session, user=user, name="bench", expires_in=None, secret=SECRET.encode())
             await session.commit()
@@ -308,11 +310,13 @@ def main() -> int:
     parser.add_argument("--lists", type=int, default=200)
     parser.add_argument("--postgres", help="also run part 1 on this PostgreSQL URL (its data is added to)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--workdir", type=Path, help="keep the databases and gateway logs here (default: a temp dir)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         sqlite = f"sqlite+aiosqlite:///{work / 'bench.db'}"
         migrate.upgrade(sqlite)
         results["changes_sqlite"] = asyncio.run(part_changes(sqlite, args.redis, args.changes, work))

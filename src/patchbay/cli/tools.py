@@ -19,7 +19,7 @@ from patchbay.services.local_tools import (
     find_tool,
     list_local_tools,
 )
-from patchbay.services.pinning import ToolReview, approve_tool, quarantined_tools, reject_tool
+from patchbay.services.pinning import Decision, ToolReview, decide_tool, quarantined_tools
 from patchbay.services.servers import get_server
 from patchbay.services.tools import ToolRow, list_tools
 
@@ -223,29 +223,27 @@ ToolArgument = Annotated[str, typer.Argument(help="upstream__tool, a server's ex
 ReadAsOption = Annotated[str | None, typer.Option("--server", help="Read TOOL as this server's exposed name.")]
 
 
-def _decide(ctx: typer.Context, tool: str, server: str | None, as_json: bool, *, approve: bool) -> None:
-    decide = approve_tool if approve else reject_tool
-
+def _decide(ctx: typer.Context, tool: str, server: str | None, as_json: bool, *, decision: Decision) -> None:
     async def work(env: Env) -> ToolReview:
         async with env.transaction() as session:
             org = await env.org(session)
             chosen = await get_server(session, org_id=org.id, name_or_slug=server) if server else None
-            return await decide(session, org_id=org.id, name=tool, server=chosen, channel="cli")
+            return await decide_tool(session, decision=decision, org_id=org.id, name=tool, server=chosen, channel="cli")
 
     decided = run(ctx, work)
     if as_json:
         emit_json(review_json(decided))
         return
-    typer.echo(f"{'approved' if approve else 'rejected'} {decided.name}")
+    typer.echo(f"{'approved' if decision == 'approve' else 'rejected'} {decided.name}")
 
 
 @app.command("approve")
 def approve(ctx: typer.Context, tool: ToolArgument, server: ReadAsOption = None, as_json: JsonOption = False) -> None:
     """Accept the changed definition of a quarantined (or rejected) tool; clients see it again at once."""
-    _decide(ctx, tool, server, as_json, approve=True)
+    _decide(ctx, tool, server, as_json, decision="approve")
 
 
 @app.command("reject")
 def reject(ctx: typer.Context, tool: ToolArgument, server: ReadAsOption = None, as_json: JsonOption = False) -> None:
     """Refuse a quarantined tool's changed definition: it stays unlisted and uncallable."""
-    _decide(ctx, tool, server, as_json, approve=False)
+    _decide(ctx, tool, server, as_json, decision="reject")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import select
@@ -115,46 +115,37 @@ async def _held(
     return tool, slug, review
 
 
-async def approve_tool(
+Decision = Literal["approve", "reject"]
+
+
+async def decide_tool(
     session: AsyncSession,
     *,
+    decision: Decision,
     org_id: str,
     name: str,
     server: Server | None = None,
     channel: Channel = "cli",
     user_id: str | None = None,
 ) -> ToolReview:
-    """Accept what the upstream now offers for a quarantined (or rejected) tool; it is listed and callable again."""
-    tool, _slug, review = await _held(session, org_id=org_id, name=name, server=server, statuses=HELD)
-    pending = dict(tool.pending_definition or {})
-    apply_definition(tool, pending, tool.pending_hash or tool_definition_hash(pending), utcnow())
-    tool.status = "active"
-    tool.pending_definition = tool.pending_hash = None
-    await _decided(session, tool=tool, event="tool.approved", channel=channel, user_id=user_id)
-    return review
+    """An admin's decision on a held-back tool.
 
-
-async def reject_tool(
-    session: AsyncSession,
-    *,
-    org_id: str,
-    name: str,
-    server: Server | None = None,
-    channel: Channel = "cli",
-    user_id: str | None = None,
-) -> ToolReview:
-    """Refuse a quarantined tool's new definition: it stays unlisted and uncallable (see the module text)."""
-    tool, _slug, review = await _held(session, org_id=org_id, name=name, server=server, statuses=("quarantined",))
-    tool.status = "rejected"
-    await _decided(session, tool=tool, event="tool.rejected", channel=channel, user_id=user_id)
-    return replace(review, status="rejected")
-
-
-async def _decided(
-    session: AsyncSession, *, tool: Tool, event: SecurityEventName, channel: Channel, user_id: str | None
-) -> None:
+    ``approve`` adopts what the upstream now offers (a quarantined or rejected tool is listed
+    and callable again); ``reject`` refuses it (the tool stays unlisted and uncallable, see above).
+    """
+    statuses = HELD if decision == "approve" else ("quarantined",)
+    tool, _slug, review = await _held(session, org_id=org_id, name=name, server=server, statuses=statuses)
+    if decision == "approve":
+        pending = dict(tool.pending_definition or {})
+        apply_definition(tool, pending, tool.pending_hash or tool_definition_hash(pending), utcnow())
+        tool.status = "active"
+        tool.pending_definition = tool.pending_hash = None
+    else:
+        tool.status = "rejected"
+    event: SecurityEventName = "tool.approved" if decision == "approve" else "tool.rejected"
     await session.flush()
     template = await session.get(ServerTemplate, tool.template_id) if tool.template_id else None
     await record_tool_event(session, template=template, tool=tool, event=event, channel=channel, user_id=user_id)
     if tool.template_id:
         await bump_servers_using(session, template_id=tool.template_id)
+    return replace(review, status=tool.status)

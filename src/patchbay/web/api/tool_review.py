@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from patchbay.policy.access import Action, OrgAccess
-from patchbay.services.pinning import ToolReview, approve_tool, quarantined_tools, reject_tool, review_tool
+from patchbay.services.pinning import Decision, ToolReview, decide_tool, quarantined_tools, review_tool
 from patchbay.services.servers import get_server
 from patchbay.store.models import Server
 from patchbay.web.api.deps import Db, Requires
@@ -40,13 +40,13 @@ class ToolReviewOut(BaseModel):
     diff: str
 
 
-def review_out(review: ToolReview, *, status: str | None = None) -> ToolReviewOut:
+def review_out(review: ToolReview) -> ToolReviewOut:
     """A held-back tool: the approved and the offered definition, and their unified diff."""
     return ToolReviewOut(
         tool_id=review.tool_id,
         name=review.name,
         upstream=review.upstream,
-        status=status or review.status,
+        status=review.status,
         approved=review.approved,
         offered=review.pending,
         diff=review.diff,
@@ -70,19 +70,25 @@ async def get(tool: ToolRef, access: Admin, session: Db, server: ServerFilter = 
     return review_out(await review_tool(session, org_id=access.org_id, name=tool, server=chosen))
 
 
+async def _decide(decision: Decision, tool: str, access: OrgAccess, session: Db, server: str | None) -> ToolReviewOut:
+    chosen = await _server(session, access, server)
+    review = await decide_tool(
+        session,
+        decision=decision,
+        org_id=access.org_id,
+        name=tool,
+        server=chosen,
+        channel="api",
+        user_id=access.user_id,
+    )
+    return review_out(review)
+
+
 @router.post("/{tool}/approve", summary="Adopt the changed definition; clients see the tool again at once (admins)")
 async def approve(tool: ToolRef, access: Admin, session: Db, server: ServerFilter = None) -> ToolReviewOut:
-    chosen = await _server(session, access, server)
-    review = await approve_tool(
-        session, org_id=access.org_id, name=tool, server=chosen, channel="api", user_id=access.user_id
-    )
-    return review_out(review, status="active")
+    return await _decide("approve", tool, access, session, server)
 
 
 @router.post("/{tool}/reject", summary="Refuse the changed definition; the tool stays unavailable (admins)")
 async def reject(tool: ToolRef, access: Admin, session: Db, server: ServerFilter = None) -> ToolReviewOut:
-    chosen = await _server(session, access, server)
-    review = await reject_tool(
-        session, org_id=access.org_id, name=tool, server=chosen, channel="api", user_id=access.user_id
-    )
-    return review_out(review)
+    return await _decide("reject", tool, access, session, server)
