@@ -1,4 +1,4 @@
-"""The periodic re-sync catches an upstream that changes its tools without announcing it."""
+"""Upstream changes reach clients: a silent tool rewrite (periodic re-sync), an announced prompt."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from patchbay.settings import Settings
 from tests.fixtures.servers import FIXTURES_DIR
 from tests.fixtures.shifting_server import read_state, write_state
 from tests.harness import Upstream, add_upstreams, make_key, make_server, serving_gateway
-from tests.web.live import MODES, TOOLS_CHANGED, connected, patchbay
+from tests.web.live import MODES, PROMPTS_CHANGED, TOOLS_CHANGED, connected, patchbay
 
 pytestmark = pytest.mark.anyio
 
@@ -47,3 +47,28 @@ async def test_a_silent_rewrite_is_quarantined_by_the_periodic_resync_and_new_to
         assert opened == {"shift__rewrite", "shift__extra"}, "a new tool is on only where the policy says so"
         extra = await open_client.call_tool("shift__extra", {"text": "new"})
         assert extra.content[0].text == "new"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_upstreams_own_prompt_list_change_reaches_clients_of_every_server_using_it(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path, mode: str
+) -> None:
+    command = [sys.executable, str(FIXTURES_DIR / "shifting_server.py"), str(tmp_path / "shifting.json")]
+    await add_upstreams(sessionmaker, settings, [Upstream(name="shift", command=command)])
+    await make_server(sessionmaker, name="main", upstreams=["shift"])
+    await make_server(sessionmaker, name="other", upstreams=["shift"])
+    key = await make_key(sessionmaker, settings, server="main")
+    other_key = await make_key(sessionmaker, settings, server="other", email="bob@example.com")
+    async with (
+        serving_gateway(settings) as (url, gw),
+        connected(url, key, mode, gw) as (client, inbox),
+        connected(url, other_key, mode, gw) as (other, other_inbox),
+    ):
+        assert (await client.list_prompts()).prompts == []
+        assert (await other.list_prompts()).prompts == []
+        await client.call_tool("shift__rewrite", {"text": "-", "prompt": "summarise"})
+        await inbox.expect(PROMPTS_CHANGED, within=10.0)
+        await other_inbox.expect(PROMPTS_CHANGED, within=10.0)
+        for each in (client, other):
+            assert [p.name for p in (await each.list_prompts(cache_mode="refresh")).prompts] == ["shift__summarise"]
+        assert TOOLS_CHANGED not in inbox.seen, "the tools did not change"
