@@ -67,7 +67,7 @@ async def test_a_change_made_over_rest_reaches_clients(
 ) -> None:
     url, key, gw = gateway
     admin = await admin_token(sessionmaker, settings)
-    async with connected(url, key, mode, gw) as (client, inbox), httpx.AsyncClient(base_url=url) as http:
+    async with connected(url, key, mode, gw) as (client, inbox), httpx.AsyncClient(base_url=url, timeout=30) as http:
         switched = await http.patch(
             "/api/v1/orgs/default/servers/main/tools", json={"disable": ["fx__echo"]}, headers=admin
         )

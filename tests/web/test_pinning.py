@@ -63,7 +63,7 @@ async def test_a_tool_its_upstream_rewrites_is_quarantined_until_approved(
         assert '-  "description": "Echo the text."' in review.diff
 
         inbox.seen.clear()  # the upstream's own announcement may also have reached the client: only new ones count
-        async with httpx.AsyncClient(base_url=url) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
             approved = await http.post(
                 "/api/v1/orgs/default/tool-reviews/shift__echo/approve",
                 headers=await admin_token(sessionmaker, settings),

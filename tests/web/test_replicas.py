@@ -144,7 +144,7 @@ async def test_a_change_reaches_clients_of_every_replica_within_a_second(
         connected(a, key, "2026-07-28", gw_a) as (modern_a, modern_inbox_a),
         connected(b, key, "legacy", gw_b) as (legacy_b, legacy_inbox_b),
         connected(b, key, "2026-07-28", gw_b) as (modern_b, modern_inbox_b),
-        httpx.AsyncClient(base_url=a) as http,
+        httpx.AsyncClient(base_url=a, timeout=30) as http,
     ):
         clients = [(legacy_a, legacy_inbox_a), (modern_a, modern_inbox_a), (legacy_b, legacy_inbox_b)]
         clients.append((modern_b, modern_inbox_b))
