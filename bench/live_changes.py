@@ -6,7 +6,8 @@ Part 1 starts real ``patchbay serve`` processes on one database and makes a chan
 a tool off or on, in its own transaction, as the CLI does) while SDK clients hold their
 notification streams open: one gateway; then two gateways sharing the database and Redis,
 with a legacy client on one and a 2026-07-28 client on the other (the figure is the later
-arrival of the two). Part 2 serves a key whose permissions cover half of a 2,000-tool server
+arrival of the two), the change made first as the CLI makes it, then over REST on gateway A.
+Part 2 serves a key whose permissions cover half of a 2,000-tool server
 (50 upstreams × 40 tools) and times ``tools/list`` over HTTP with the list cache, without it
 (the per-permission-set list rebuilt each time), and without any cache (catalog rebuilt from
 the database too), interleaved in rounds. Results go to ``bench/results/live_changes.json``.
@@ -22,7 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,9 @@ from mcp import Client
 
 from patchbay.runtime import Gateway
 from patchbay.services.keys import create_key
-from patchbay.services.orgs import ensure_default_org
+from patchbay.services.orgs import add_member, ensure_default_org
 from patchbay.services.servers import create_server, get_server, set_tools_enabled
+from patchbay.services.tokens import create_token
 from patchbay.services.upstreams import add_upstream
 from patchbay.services.users import create_user
 from patchbay.settings import Settings
@@ -161,15 +163,52 @@ async def toggle(url: str, server: str, tool: str, on: bool) -> float:
         await engine.dispose()
 
 
-async def measure_changes(
-    url: str, server: str, tool: str, queues: list[asyncio.Queue[float]], changes: int
-) -> list[float]:
+Toggle = Callable[[bool], Awaitable[float]]
+
+
+def by_database(url: str, server: str, tool: str) -> Toggle:
+    """Changes made as the CLI makes them: a transaction of this process, no gateway involved."""
+    return lambda on: toggle(url, server, tool, on)
+
+
+def over_rest(http: httpx.AsyncClient, server: str, tool: str) -> Toggle:
+    """Changes made through one gateway's REST API (the clock starts before the request is sent)."""
+
+    async def switch(on: bool) -> float:
+        began = time.perf_counter()
+        body = {"enable": [tool]} if on else {"disable": [tool]}
+        response = await http.patch(f"/api/v1/orgs/default/servers/{server}/tools", json=body)
+        if response.status_code != 200:
+            raise BenchError(f"REST change failed: {response.text[:200]}")
+        return began
+
+    return switch
+
+
+async def admin_headers(url: str, tag: str) -> dict[str, str]:
+    """A personal access token of a new admin of the default org."""
+    engine = make_engine(url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            org = await ensure_default_org(session)
+            user = await create_user(
+                session, email=f"admin-{tag}@example.com", password=None, admin=False, join_default=False
+            )
+            await add_member(session, org=org, user_id=user.id, role="admin")
+            _row, token = await create_token(session, user=user, name="bench", expires_in=None, secret=SECRET.encode())
+            await session.commit()
+            return {"authorization": f"Bearer {token}"}
+    finally:
+        await engine.dispose()
+
+
+async def measure_changes(change: Toggle, queues: list[asyncio.Queue[float]], changes: int) -> list[float]:
     # Streams open asynchronously: the first (untimed) changes go out until every client has heard one.
     on = False
     for queue in queues:
         heard = False
         while not heard:
-            await toggle(url, server, tool, on)
+            await change(on)
             on = not on
             try:
                 await asyncio.wait_for(queue.get(), 2.0)
@@ -182,7 +221,7 @@ async def measure_changes(
             queue.get_nowait()
     latencies = []
     for _ in range(changes):
-        began = await toggle(url, server, tool, on)
+        began = await change(on)
         on = not on
         arrived = [await asyncio.wait_for(queue.get(), 10.0) for queue in queues]
         latencies.append(max(arrived) - began)
@@ -199,12 +238,21 @@ async def part_changes(db_url: str, redis: str, changes: int, work: Path) -> dic
     async with gateways(1, work, env) as [only]:
         queue: asyncio.Queue[float] = asyncio.Queue()
         async with watching(only, key, "legacy", queue):
-            out["one_process"] = summary(await measure_changes(db_url, server, names[0], [queue], changes))
+            out["one_process"] = summary(await measure_changes(by_database(db_url, server, names[0]), [queue], changes))
+    admin = await admin_headers(db_url, secrets.token_hex(3))
     async with gateways(2, work, {**env, "PATCHBAY_REDIS_URL": redis}) as [a, b]:
         qa: asyncio.Queue[float] = asyncio.Queue()
         qb: asyncio.Queue[float] = asyncio.Queue()
-        async with watching(a, key, "legacy", qa), watching(b, key, "2026-07-28", qb):
-            out["two_processes"] = summary(await measure_changes(db_url, server, names[0], [qa, qb], changes))
+        async with (
+            watching(a, key, "legacy", qa),
+            watching(b, key, "2026-07-28", qb),
+            httpx.AsyncClient(base_url=a, headers=admin, timeout=30) as http,
+        ):
+            database = by_database(db_url, server, names[0])
+            out["two_processes"] = summary(await measure_changes(database, [qa, qb], changes))
+            # Made on gateway A: A's own client and B's both time it.
+            rest = over_rest(http, server, names[1])
+            out["two_processes_rest_on_a"] = summary(await measure_changes(rest, [qa, qb], changes))
     return out
 
 
@@ -262,11 +310,13 @@ def main() -> int:
     parser.add_argument("--lists", type=int, default=200)
     parser.add_argument("--postgres", help="also run part 1 on this PostgreSQL URL (its data is added to)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--workdir", type=Path, help="keep the databases and gateway logs here (default: a temp dir)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         sqlite = f"sqlite+aiosqlite:///{work / 'bench.db'}"
         migrate.upgrade(sqlite)
         results["changes_sqlite"] = asyncio.run(part_changes(sqlite, args.redis, args.changes, work))
@@ -280,9 +330,9 @@ def main() -> int:
     for db in ("sqlite", "postgresql"):
         part = results.get(f"changes_{db}")
         if part:
-            for where in ("one_process", "two_processes"):
+            for where in ("one_process", "two_processes", "two_processes_rest_on_a"):
                 s = part[where]
-                print(f"  {db:<11} {where:<14} {s['median_ms']:8.1f} / {s['p99_ms']:8.1f}   (n={s['n']})")
+                print(f"  {db:<11} {where:<24} {s['median_ms']:8.1f} / {s['p99_ms']:8.1f}   (n={s['n']})")
     lists = results["tools_list"]
     print(f"tools/list, key allowed {lists['tools_listed_for_key']} of 2000 tools from 50 upstreams (median / p99 ms)")
     base = lists["cached"]["median_ms"]

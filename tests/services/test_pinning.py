@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from patchbay.errors import InvalidInput, NotFound
-from patchbay.services.pinning import approve_tool, quarantined_tools
+from patchbay.services.pinning import decide_tool, quarantined_tools
 from patchbay.services.server_changes import set_server_options
 from patchbay.services.servers import create_server
 from patchbay.services.tools import server_tools
@@ -41,7 +41,7 @@ async def test_a_changed_schema_quarantines_and_review_shows_the_difference(
     event = await db.scalar(select(AuditRecord).where(AuditRecord.event == "tool.quarantined"))
     assert event is not None and event.tool_name == "a" and event.org_id == org.id
 
-    approved = await approve_tool(db, org_id=org.id, name="up__a")
+    approved = await decide_tool(db, decision="approve", org_id=org.id, name="up__a")
     await db.commit()
     assert approved.pending == widened
     assert await _status(db, "a") == "active"
@@ -69,9 +69,9 @@ async def test_approving_needs_a_quarantined_tool_by_a_known_name(
 ) -> None:
     await make_upstream(db, org=org, secret=secret, name="up", tools=[tool("a")])
     with pytest.raises(InvalidInput, match="'up__a' is not waiting for review"):
-        await approve_tool(db, org_id=org.id, name="up__a")
+        await decide_tool(db, decision="approve", org_id=org.id, name="up__a")
     with pytest.raises(NotFound, match="no tool 'up__zzz'"):
-        await approve_tool(db, org_id=org.id, name="up__zzz")
+        await decide_tool(db, decision="approve", org_id=org.id, name="up__zzz")
 
 
 async def test_new_tools_start_as_each_servers_policy_says(db: AsyncSession, org: Organization, secret: bytes) -> None:

@@ -13,7 +13,7 @@ from patchbay.services.server_changes import set_server_options
 from patchbay.settings import Settings
 from tests.fixtures.servers import stdio_command
 from tests.harness import Upstream, add_upstreams, make_key, make_server, serving_gateway
-from tests.web.test_live_changes import MODES, TOOLS_CHANGED, _server, change, connected
+from tests.web.live import MODES, TOOLS_CHANGED, change, connected, main_server
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +37,7 @@ async def test_compact_mode_searches_and_calls_only_what_the_key_may_use(
     async with connected(url, key, mode, gw) as (client, inbox):
 
         async def compact_on(session: AsyncSession) -> None:
-            await set_server_options(session, server=await _server(session), compact=True)
+            await set_server_options(session, server=await main_server(session), compact=True)
 
         await change(sessionmaker, compact_on)
         await inbox.expect(TOOLS_CHANGED)

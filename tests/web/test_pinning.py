@@ -6,6 +6,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 from sqlalchemy import select
@@ -13,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from patchbay.runtime import Gateway
 from patchbay.services.orgs import ensure_default_org
-from patchbay.services.pinning import approve_tool, quarantined_tools
+from patchbay.services.pinning import quarantined_tools
 from patchbay.settings import Settings
 from patchbay.store.models import AuditRecord
 from tests.fixtures.servers import FIXTURES_DIR
 from tests.harness import Upstream, add_upstreams, make_key, make_server, serving_gateway
-from tests.web.test_live_changes import MODES, TOOLS_CHANGED, change, connected
+from tests.web.live import MODES, TOOLS_CHANGED, admin_token, connected
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +41,7 @@ async def shifting(
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_tool_its_upstream_rewrites_is_quarantined_until_approved(
-    shifting: tuple[str, str, Gateway], sessionmaker: async_sessionmaker[AsyncSession], mode: str
+    shifting: tuple[str, str, Gateway], settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], mode: str
 ) -> None:
     url, key, gw = shifting
     async with connected(url, key, mode, gw) as (client, inbox):
@@ -61,12 +62,13 @@ async def test_a_tool_its_upstream_rewrites_is_quarantined_until_approved(
         assert f'+  "description": "{POISON}"' in review.diff
         assert '-  "description": "Echo the text."' in review.diff
 
-        async def approve(session: AsyncSession) -> None:
-            org = await ensure_default_org(session)
-            await approve_tool(session, org_id=org.id, name="shift__echo")
-
         inbox.seen.clear()  # the upstream's own announcement may also have reached the client: only new ones count
-        await change(sessionmaker, approve)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            approved = await http.post(
+                "/api/v1/orgs/default/tool-reviews/shift__echo/approve",
+                headers=await admin_token(sessionmaker, settings),
+            )
+        assert approved.status_code == 200, approved.text
         await inbox.expect(TOOLS_CHANGED)
         tools = {t.name: t for t in (await client.list_tools(cache_mode="refresh")).tools}
         assert tools["shift__echo"].description == POISON
@@ -80,4 +82,4 @@ async def test_a_tool_its_upstream_rewrites_is_quarantined_until_approved(
                 .order_by(AuditRecord.id)
             )
         ).all()
-    assert [tuple(e) for e in events] == [("tool.quarantined", "echo", "mcp"), ("tool.approved", "echo", "cli")]
+    assert [tuple(e) for e in events] == [("tool.quarantined", "echo", "mcp"), ("tool.approved", "echo", "api")]

@@ -9,11 +9,21 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from mcp.shared.exceptions import MCPError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from patchbay.settings import Settings
 from tests.fixtures.servers import stdio_command
-from tests.harness import Upstream, add_upstreams, initialize_request, make_key, make_server, running_gateway
+from tests.harness import (
+    Upstream,
+    add_upstreams,
+    initialize_request,
+    make_key,
+    make_server,
+    running_gateway,
+    serving_gateway,
+)
+from tests.web.live import TOOLS_CHANGED, admin_token, connected, patchbay
 
 pytestmark = pytest.mark.anyio
 
@@ -122,33 +132,41 @@ async def test_answer_to_a_server_request_may_arrive_at_another_replica(
 async def test_a_change_reaches_clients_of_every_replica_within_a_second(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    from patchbay.services.orgs import ensure_default_org
-    from patchbay.services.servers import get_server, set_tools_enabled
-    from tests.harness import serving_gateway
-    from tests.web.test_live_changes import TOOLS_CHANGED, change, connected
-
     await add_upstreams(sessionmaker, settings, [Upstream(name="fx", command=stdio_command())])
     await make_server(sessionmaker, name="main", upstreams=["fx"])
     key = await make_key(sessionmaker, settings, server="main")
+    admin = await admin_token(sessionmaker, settings)
     shared = settings.model_copy(update={"redis_url": REDIS})
     async with (
         serving_gateway(shared) as (a, gw_a),
         serving_gateway(shared) as (b, gw_b),
-        connected(a, key, "legacy", gw_a) as (legacy, legacy_inbox),
-        connected(b, key, "2026-07-28", gw_b) as (modern, modern_inbox),
+        connected(a, key, "legacy", gw_a) as (legacy_a, legacy_inbox_a),
+        connected(a, key, "2026-07-28", gw_a) as (modern_a, modern_inbox_a),
+        connected(b, key, "legacy", gw_b) as (legacy_b, legacy_inbox_b),
+        connected(b, key, "2026-07-28", gw_b) as (modern_b, modern_inbox_b),
+        httpx.AsyncClient(base_url=a, timeout=30) as http,
     ):
+        clients = [(legacy_a, legacy_inbox_a), (modern_a, modern_inbox_a), (legacy_b, legacy_inbox_b)]
+        clients.append((modern_b, modern_inbox_b))
 
-        async def disable(session: AsyncSession) -> None:
-            org = await ensure_default_org(session)
-            server = await get_server(session, org_id=org.id, name_or_slug="main")
-            await set_tools_enabled(session, server=server, enable=[], disable=["fx__add"])
+        async def everyone_sees(absent: str) -> None:
+            for client, inbox in clients:
+                await inbox.expect(TOOLS_CHANGED, within=1.0)
+                names = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
+                assert absent not in names and "fx__echo" in names
 
-        await change(sessionmaker, disable)
-        await legacy_inbox.expect(TOOLS_CHANGED, within=1.0)
-        await modern_inbox.expect(TOOLS_CHANGED, within=1.0)
-        for client in (legacy, modern):
-            names = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
-            assert "fx__add" not in names and "fx__echo" in names
+        # By the CLI, which is neither gateway process.
+        await patchbay(settings, "server", "tools", "main", "--disable", "fx__add")
+        await everyone_sees("fx__add")
+        # Over REST on replica A: B's clients hear it as soon as A's do.
+        switched = await http.patch(
+            "/api/v1/orgs/default/servers/main/tools", json={"disable": ["fx__sample"]}, headers=admin
+        )
+        assert switched.status_code == 200, switched.text
+        await everyone_sees("fx__sample")
+        for client, _inbox in clients:
+            with pytest.raises(MCPError, match="Unknown tool: 'fx__sample'"):
+                await client.call_tool("fx__sample", {"prompt": "hi"})
 
 
 @pytest.fixture

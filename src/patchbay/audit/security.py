@@ -33,6 +33,7 @@ SecurityEventName = Literal[
     "oauth.disconnected",
     "oauth.refresh_failed",
     "oauth.callback_rejected",
+    "tool.rejected",
 ]
 Channel = Literal["mcp", "api", "cli"]
 

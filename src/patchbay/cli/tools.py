@@ -19,7 +19,7 @@ from patchbay.services.local_tools import (
     find_tool,
     list_local_tools,
 )
-from patchbay.services.pinning import ToolReview, approve_tool, quarantined_tools
+from patchbay.services.pinning import Decision, ToolReview, decide_tool, quarantined_tools
 from patchbay.services.servers import get_server
 from patchbay.services.tools import ToolRow, list_tools
 
@@ -189,6 +189,7 @@ def review_json(review: ToolReview) -> dict[str, Any]:
         "name": review.name,
         "tool_id": review.tool_id,
         "upstream": review.upstream,
+        "status": review.status,
         "approved": review.approved,
         "offered": review.pending,
         "diff": review.diff,
@@ -212,29 +213,37 @@ def review(ctx: typer.Context, server: ServerOption = None, as_json: JsonOption 
     if not reviews:
         typer.echo("no tools await review")
         return
-    typer.echo(f"{plural(len(reviews), 'tool')} quarantined; approve with: patchbay tool approve NAME")
+    typer.echo(f"{plural(len(reviews), 'tool')} quarantined; decide with: patchbay tool approve|reject NAME")
     for item in reviews:
         typer.echo(f"\n== {item.name} (upstream {item.upstream})")
         typer.echo(item.diff.rstrip("\n"))
 
 
-@app.command("approve")
-def approve(
-    ctx: typer.Context,
-    tool: Annotated[str, typer.Argument(help="upstream__tool, a server's exposed name (with --server), or an id.")],
-    server: Annotated[str | None, typer.Option("--server", help="Read TOOL as this server's exposed name.")] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Accept the changed definition of a quarantined tool; clients see it again at once."""
+ToolArgument = Annotated[str, typer.Argument(help="upstream__tool, a server's exposed name (with --server), or an id.")]
+ReadAsOption = Annotated[str | None, typer.Option("--server", help="Read TOOL as this server's exposed name.")]
 
+
+def _decide(ctx: typer.Context, tool: str, server: str | None, as_json: bool, *, decision: Decision) -> None:
     async def work(env: Env) -> ToolReview:
         async with env.transaction() as session:
             org = await env.org(session)
             chosen = await get_server(session, org_id=org.id, name_or_slug=server) if server else None
-            return await approve_tool(session, org_id=org.id, name=tool, server=chosen, channel="cli")
+            return await decide_tool(session, decision=decision, org_id=org.id, name=tool, server=chosen, channel="cli")
 
-    approved = run(ctx, work)
+    decided = run(ctx, work)
     if as_json:
-        emit_json(review_json(approved))
+        emit_json(review_json(decided))
         return
-    typer.echo(f"approved {approved.name}")
+    typer.echo(f"{'approved' if decision == 'approve' else 'rejected'} {decided.name}")
+
+
+@app.command("approve")
+def approve(ctx: typer.Context, tool: ToolArgument, server: ReadAsOption = None, as_json: JsonOption = False) -> None:
+    """Accept the changed definition of a quarantined (or rejected) tool; clients see it again at once."""
+    _decide(ctx, tool, server, as_json, decision="approve")
+
+
+@app.command("reject")
+def reject(ctx: typer.Context, tool: ToolArgument, server: ReadAsOption = None, as_json: JsonOption = False) -> None:
+    """Refuse a quarantined tool's changed definition: it stays unlisted and uncallable."""
+    _decide(ctx, tool, server, as_json, decision="reject")

@@ -241,9 +241,9 @@ async def _call_tool(ctx: RequestContext, params: JSONObject, name: str, *, chec
     route = ctx.catalog.tools.get(name)
     if route is None:
         held = ctx.catalog.quarantined.get(name)
-        if held is not None and (ctx.principal.all_tools or held in ctx.principal.grants):
-            ctx.note.tool_id, ctx.note.status = held, "denied"
-            raise RpcError(INVALID_PARAMS, quarantine_message(name), {"tool": name, "status": "quarantined"})
+        if held is not None and (ctx.principal.all_tools or held[0] in ctx.principal.grants):
+            (ctx.note.tool_id, status), ctx.note.status = held, "denied"
+            raise RpcError(INVALID_PARAMS, quarantine_message(name, status), {"tool": name, "status": status})
         raise RpcError(INVALID_PARAMS, f"Unknown tool: '{name}'", {"tool": name})
     ctx.note.tool_id = route.tool_id
     upstream = route.upstream
@@ -293,11 +293,16 @@ async def _call_tool(ctx: RequestContext, params: JSONObject, name: str, *, chec
     return {"content": [{"type": "text", "text": text}], "structuredContent": done.value, "isError": False}
 
 
-def quarantine_message(name: str) -> str:
-    """Why a quarantined tool cannot be called, and what an admin does about it."""
+def quarantine_message(name: str, status: str = "quarantined") -> str:
+    """Why a held-back tool cannot be called, and what an admin does about it."""
+    if status == "rejected":
+        return (
+            f"Tool '{name}' is unavailable: its upstream changed the tool's definition and an admin "
+            "rejected the change (patchbay tool approve would accept it)"
+        )
     return (
         f"Tool '{name}' is quarantined: its upstream changed the tool's definition, which awaits an "
-        "admin's review (patchbay tool review, then patchbay tool approve)"
+        "admin's review (patchbay tool review, then patchbay tool approve or reject)"
     )
 
 

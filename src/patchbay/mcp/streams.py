@@ -18,7 +18,7 @@ from patchbay.auth.principal import Principal
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.exchange import Outcome
 from patchbay.mcp.live import KIND_CAPABILITY, PROMPTS, RESOURCES, TOOLS, Listener, Wrap, plain, upstream_ids
-from patchbay.mcp.protocol import META_SUBSCRIPTION_ID
+from patchbay.mcp.protocol import INVALID_REQUEST, META_SUBSCRIPTION_ID
 from patchbay.mcp.session import LegacySession, server_events_channel
 from patchbay.routing.catalog import Catalog
 from patchbay.web.asgi import SSE_HEADERS, sse_event, until_disconnect
@@ -41,10 +41,12 @@ async def _pump(
     first: list[JSONObject],
     receive: Receive,
     accept: Accept | None,
-    local: asyncio.Queue[JSONObject] | None = None,
+    local: Listener | None = None,
+    farewell: Callable[[str], JSONObject] | None = None,
 ) -> int:
     """Send ``first``, then every accepted message published on ``channels`` and every message put
-    on ``local`` (this process's live changes), until the client goes away."""
+    on ``local`` (this process's live changes), until the client goes away or ``local`` is ended
+    (its key was revoked or expired: then ``farewell(reason)``, if given, is the last message)."""
     written = 0
     async with gw.store.subscribe(*channels) as messages:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
@@ -55,17 +57,27 @@ async def _pump(
         if not first:
             await send({"type": "http.response.body", "body": b": open\n\n", "more_body": True})
         gone = asyncio.ensure_future(until_disconnect(receive))
+        ended = asyncio.ensure_future(local.ended.wait()) if local is not None else None
         iterator = messages.__aiter__()
         nxt: asyncio.Future[tuple[str, bytes]] | None = None
         mine: asyncio.Future[JSONObject] | None = None
         try:
             while not gone.done():
+                if ended is not None and ended.done():
+                    assert local is not None
+                    if farewell is not None:
+                        chunk = sse_event(farewell(local.reason))
+                        written += len(chunk)
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    break
                 if nxt is None:
                     nxt = asyncio.ensure_future(iterator.__anext__())
                 if mine is None and local is not None:
-                    mine = asyncio.ensure_future(local.get())
-                waiting = {f for f in (nxt, mine, gone) if f is not None}
+                    mine = asyncio.ensure_future(local.queue.get())
+                waiting = {f for f in (nxt, mine, gone, ended) if f is not None}
                 done, _ = await asyncio.wait(waiting, timeout=KEEPALIVE_SECONDS, return_when="FIRST_COMPLETED")
+                if ended is not None and ended in done:
+                    continue
                 if not done:
                     await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
                     continue
@@ -82,6 +94,8 @@ async def _pump(
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
             gone.cancel()
+            if ended is not None:
+                ended.cancel()
             for pending in (nxt, mine):
                 if pending is not None:
                     pending.cancel()
@@ -109,6 +123,7 @@ async def serve_legacy_stream(
     kinds = frozenset(m for m, cap in KIND_CAPABILITY.items() if cap in catalog.capabilities)
     listener = _listener(principal, catalog, kinds, plain)
     with gw.live.listen(listener) as local:
+        # No JSON-RPC message fits an ended GET stream: it closes, and the client's next request learns why.
         await _pump(send, [channel, server_events_channel(session.server_id)], gw, [], receive, accept, local)
 
 
@@ -159,8 +174,12 @@ async def serve_listen(ctx: RequestContext, params: JSONObject, send: Send, rece
         method = orjson.loads(raw).get("method")
         return orjson.dumps(wrap(method)) if method in kinds else None
 
+    def farewell(reason: str) -> JSONObject:
+        # An error response to the listen request ends the subscription, and says why.
+        return {"jsonrpc": "2.0", "id": ctx.request_id, "error": {"code": INVALID_REQUEST, "message": reason}}
+
     channels = [listen_channel(ctx.catalog.server_id), server_events_channel(ctx.catalog.server_id)]
     listener = _listener(ctx.principal, ctx.catalog, kinds, wrap)
     with ctx.gateway.live.listen(listener) as local:
-        written = await _pump(send, channels, ctx.gateway, [ack], receive, accept, local)
+        written = await _pump(send, channels, ctx.gateway, [ack], receive, accept, local, farewell)
     return Outcome(200, written, None)

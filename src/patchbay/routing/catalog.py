@@ -87,8 +87,9 @@ class Catalog:
     capture_payloads: bool = True
     # Filled lazily from list calls: exposed resource URI / prompt name -> (upstream, upstream's name).
     resource_owner: dict[str, Upstream] = field(default_factory=dict)
-    # Enabled tools held back because their upstream changed them: exposed name -> tool id.
-    quarantined: dict[str, str] = field(default_factory=dict)
+    # Enabled tools held back because their upstream changed them: exposed name -> (tool id, status),
+    # status "quarantined" (awaiting review) or "rejected" (an admin refused the change).
+    quarantined: dict[str, tuple[str, str]] = field(default_factory=dict)
     # Compact mode: clients see a search tool and a call tool (``patchbay.mcp.compact``).
     compact: bool = False
 
@@ -237,13 +238,13 @@ async def build_catalog(
             instructions.append(f"{tpl.slug}: {tpl.instructions}")
     names = exposed_tool_names(server, server.tools)
     tools: dict[str, ToolRoute] = {}
-    quarantined: dict[str, str] = {}
+    quarantined: dict[str, tuple[str, str]] = {}
     for st in server.tools:
         tool = st.tool
         up = upstreams.get(tool.template_id or "")
         local = _local_target(tool)
-        if st.enabled and tool.status == "quarantined" and up is not None:
-            quarantined[names[st.id]] = tool.id
+        if st.enabled and tool.status in ("quarantined", "rejected") and up is not None:
+            quarantined[names[st.id]] = (tool.id, tool.status)
         if not st.enabled or tool.status != "active" or (up is None and local is None):
             continue
         exposed = names[st.id]

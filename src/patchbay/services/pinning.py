@@ -1,20 +1,27 @@
-"""Reviewing and approving quarantined tools (see ``services.tool_sync`` for how they get there).
+"""Reviewing, approving and rejecting quarantined tools (``services.tool_sync`` puts them there).
 
 The CLI and the REST API share these functions: they return plain frozen values and
 take names as people type them (``slug__tool``, a server's exposed name, or a tool id).
+
+Rejecting keeps the tool held back rather than deleting it: a deleted tool would come
+back from the next sync as a *new* tool, enabled wherever a server's ``new_tools``
+policy says so, which would let the very definition an admin refused in. A rejected
+tool stays unlisted and uncallable while the upstream offers the rejected definition;
+it is trusted again only if the upstream returns to the approved one, and a further
+rewrite makes it quarantined (and reviewable) again.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from patchbay.audit.security import Channel
+from patchbay.audit.security import Channel, SecurityEventName
 from patchbay.errors import InvalidInput, NotFound
 from patchbay.services.naming import default_tool_name
 from patchbay.services.tool_sync import apply_definition, bump_servers_using, record_tool_event, tool_definition_hash
@@ -29,6 +36,7 @@ class ToolReview:
     tool_id: str
     name: str  # slug__tool, the name ``approve`` accepts
     upstream: str
+    status: str  # quarantined (awaiting review) or rejected (held back for good)
     approved: dict[str, Any]
     pending: dict[str, Any]
     diff: str
@@ -47,6 +55,7 @@ def _review(tool: Tool, slug: str) -> ToolReview:
         tool_id=tool.id,
         name=default_tool_name(slug=slug, tool_name=tool.name, plain=False),
         upstream=slug,
+        status=tool.status,
         approved=approved,
         pending=pending,
         diff=diff,
@@ -61,9 +70,15 @@ def _org_tools(org_id: str) -> Any:
     )
 
 
-async def quarantined_tools(session: AsyncSession, *, org_id: str, server: Server | None = None) -> list[ToolReview]:
-    """Every quarantined tool the org (or one of its servers) has, with its difference, by name."""
-    query = _org_tools(org_id).where(Tool.status == "quarantined").order_by(ServerTemplate.slug, Tool.name)
+HELD = ("quarantined", "rejected")
+
+
+async def quarantined_tools(
+    session: AsyncSession, *, org_id: str, server: Server | None = None, include_rejected: bool = False
+) -> list[ToolReview]:
+    """Every quarantined (and optionally rejected) tool of the org or one of its servers, by name."""
+    statuses = HELD if include_rejected else ("quarantined",)
+    query = _org_tools(org_id).where(Tool.status.in_(statuses)).order_by(ServerTemplate.slug, Tool.name)
     rows = (await session.execute(query)).all()
     if server is not None:
         attached = {row.tool_id for row in await server_tools(session, server=server)}
@@ -82,21 +97,55 @@ async def _find(session: AsyncSession, *, org_id: str, name: str, server: Server
     raise NotFound(f"no tool {name.strip()!r}" + (f" on server {server.slug!r}" if server is not None else ""))
 
 
-async def approve_tool(
-    session: AsyncSession, *, org_id: str, name: str, server: Server | None = None, channel: Channel = "cli"
-) -> ToolReview:
-    """Accept what the upstream now offers for a quarantined tool; it is listed and callable again."""
+async def review_tool(session: AsyncSession, *, org_id: str, name: str, server: Server | None = None) -> ToolReview:
+    """One held-back tool's review; NotFound for a tool that is not quarantined or rejected."""
     tool, slug = await _find(session, org_id=org_id, name=name, server=server)
-    if tool.status != "quarantined" or tool.pending_definition is None:
-        raise InvalidInput(f"tool {_review(tool, slug).name!r} is not waiting for review (status {tool.status})")
+    if tool.status not in HELD or tool.pending_definition is None:
+        raise NotFound(f"tool {_review(tool, slug).name!r} is not waiting for review (status {tool.status})")
+    return _review(tool, slug)
+
+
+async def _held(
+    session: AsyncSession, *, org_id: str, name: str, server: Server | None, statuses: tuple[str, ...]
+) -> tuple[Tool, str, ToolReview]:
+    tool, slug = await _find(session, org_id=org_id, name=name, server=server)
     review = _review(tool, slug)
-    pending = dict(tool.pending_definition)
-    apply_definition(tool, pending, tool.pending_hash or tool_definition_hash(pending), utcnow())
-    tool.status = "active"
-    tool.pending_definition = tool.pending_hash = None
+    if tool.status not in statuses or tool.pending_definition is None:
+        raise InvalidInput(f"tool {review.name!r} is not waiting for review (status {tool.status})")
+    return tool, slug, review
+
+
+Decision = Literal["approve", "reject"]
+
+
+async def decide_tool(
+    session: AsyncSession,
+    *,
+    decision: Decision,
+    org_id: str,
+    name: str,
+    server: Server | None = None,
+    channel: Channel = "cli",
+    user_id: str | None = None,
+) -> ToolReview:
+    """An admin's decision on a held-back tool.
+
+    ``approve`` adopts what the upstream now offers (a quarantined or rejected tool is listed
+    and callable again); ``reject`` refuses it (the tool stays unlisted and uncallable, see above).
+    """
+    statuses = HELD if decision == "approve" else ("quarantined",)
+    tool, _slug, review = await _held(session, org_id=org_id, name=name, server=server, statuses=statuses)
+    if decision == "approve":
+        pending = dict(tool.pending_definition or {})
+        apply_definition(tool, pending, tool.pending_hash or tool_definition_hash(pending), utcnow())
+        tool.status = "active"
+        tool.pending_definition = tool.pending_hash = None
+    else:
+        tool.status = "rejected"
+    event: SecurityEventName = "tool.approved" if decision == "approve" else "tool.rejected"
     await session.flush()
     template = await session.get(ServerTemplate, tool.template_id) if tool.template_id else None
-    await record_tool_event(session, template=template, tool=tool, event="tool.approved", channel=channel)
+    await record_tool_event(session, template=template, tool=tool, event=event, channel=channel, user_id=user_id)
     if tool.template_id:
         await bump_servers_using(session, template_id=tool.template_id)
-    return review
+    return replace(review, status=tool.status)

@@ -86,8 +86,8 @@ async def sync_tools(
                 tool.pending_definition = tool.pending_hash = None
                 changed.append(name)
             continue
-        if tool.status == "quarantined" and tool.pending_hash == digest:
-            continue
+        if tool.status in ("quarantined", "rejected") and tool.pending_hash == digest:
+            continue  # already held back for this very definition: no new review, no new event
         tool.status = "quarantined"
         tool.pending_definition = dict(raw)
         tool.pending_hash = digest
@@ -128,7 +128,13 @@ async def _attach_new(session: AsyncSession, *, template_id: str, tools: Sequenc
 
 
 async def record_tool_event(
-    session: AsyncSession, *, template: ServerTemplate | None, tool: Tool, event: SecurityEventName, channel: Channel
+    session: AsyncSession,
+    *,
+    template: ServerTemplate | None,
+    tool: Tool,
+    event: SecurityEventName,
+    channel: Channel,
+    user_id: str | None = None,
 ) -> None:
     """An audit record of a pinning decision, committed with the decision itself."""
     security.record(
@@ -137,6 +143,7 @@ async def record_tool_event(
             event=event,
             channel=channel,
             org_id=template.org_id if template is not None else None,
+            user_id=user_id,
             tool_id=tool.id,
             tool_name=tool.name,
             detail=f"upstream {template.slug}" if template is not None else None,

@@ -250,7 +250,7 @@ class Tool(Timestamped, Base):
     # The upstream's whole tool object, so tools/list passes it on unchanged.
     definition: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     definition_hash: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(20), default="active")  # active / quarantined / removed
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active / quarantined / rejected / removed
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Calls per minute across every channel and key; None: unlimited.
     rate_limit: Mapped[int | None] = mapped_column(Integer)

@@ -61,6 +61,7 @@ def served(settings: Settings) -> Iterator[tuple[str, Person, str]]:
         thread.join(timeout=15)
 
 
+@pytest.mark.timeout(600)  # every operation x 30 examples: past the default 120 s on a loaded shared box
 def test_every_operation_answers_without_5xx_and_as_documented(served: tuple[str, Person, str]) -> None:
     base, who, slug = served
     document = httpx.get(f"{base}/api/v1/openapi.json").json()

@@ -58,6 +58,7 @@ CASES = [
         lambda w, r: {"name": "shell", "command": ["/bin/true"]},
     ),
     Case("remove upstream", "DELETE", "/orgs/{org}/upstreams/spare-clock", "admin"),
+    Case("list tool reviews", "GET", "/orgs/{org}/tool-reviews", "admin"),
     Case("change upstream metadata", "PATCH", "/orgs/{org}/upstreams/clock", "admin", lambda w, r: {"tags": ["t"]}),
     Case(
         "import upstreams",

@@ -88,3 +88,7 @@ async def test_nul_characters_are_refused_before_they_reach_the_database(
     assert_error(response, 422, "invalid_input")
     assert "NUL" in response.json()["error"]["message"]
     assert_error(await client.get(f"/api/v1/orgs/{slug}%00"), 422, "invalid_input")
+    in_query = await client.get(
+        f"/api/v1/orgs/{slug}/tool-reviews", params={"server": "a\u0000b"}, headers=alice.headers
+    )
+    assert_error(in_query, 422, "invalid_input")
