@@ -24,7 +24,7 @@ from patchbay.mcp.param_headers import Annotation, header_marks
 from patchbay.routing.upstream.base import UpstreamSpec
 from patchbay.services.naming import exposed_tool_names, prefixed_name
 from patchbay.services.upstreams import upstream_spec, user_specs
-from patchbay.store.models import Server, ServerTemplateLink, ServerTool, Tool
+from patchbay.store.models import Server, ServerTemplate, ServerTemplateLink, ServerTool, Tool
 
 SEPARATOR = "__"
 
@@ -155,6 +155,19 @@ class CatalogCache:
         self._catalogs.pop(server_id, None)
 
 
+async def load_upstream(session: AsyncSession, *, template: ServerTemplate, org_id: str, secret: bytes) -> Upstream:
+    """An upstream as the org's calls reach it: the org's connection and its members' own ones."""
+    spec = await upstream_spec(session, template=template, org_id=org_id, secret=secret)
+    return Upstream(
+        template_id=template.id,
+        slug=template.slug,
+        spec=spec,
+        capabilities=dict(template.capabilities or {}),
+        protocol_version=template.protocol_version,
+        user_specs=await user_specs(session, base=spec, template=template, org_id=org_id, secret=secret),
+    )
+
+
 async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes) -> Catalog:
     """Load a server with its upstreams and enabled tools and name everything."""
     server = (
@@ -174,15 +187,7 @@ async def build_catalog(session: AsyncSession, *, server_id: str, secret: bytes)
     # A pending server (credentials missing) or a stopped one exposes nothing until it runs.
     for link in server.templates if server.status == "running" else []:
         tpl = link.template
-        spec = await upstream_spec(session, template=tpl, org_id=server.org_id, secret=secret)
-        upstreams[tpl.id] = Upstream(
-            template_id=tpl.id,
-            slug=tpl.slug,
-            spec=spec,
-            capabilities=dict(tpl.capabilities or {}),
-            protocol_version=tpl.protocol_version,
-            user_specs=await user_specs(session, base=spec, template=tpl, org_id=server.org_id, secret=secret),
-        )
+        upstreams[tpl.id] = await load_upstream(session, template=tpl, org_id=server.org_id, secret=secret)
         if tpl.instructions:
             instructions.append(f"{tpl.slug}: {tpl.instructions}")
     names = exposed_tool_names(server, server.tools)

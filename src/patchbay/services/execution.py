@@ -1,23 +1,34 @@
-"""Direct execution of a registry tool (CLI ``exec`` today, ``POST /api/v1/tools/{id}/execute`` next).
+"""Direct execution of a registry tool: the CLI ``exec`` and ``POST /api/v1/tools/{id}/execute``.
 
 The channel authenticates, this module finds the route the caller may use, and the
 pipeline does the rest. An API key reaches a tool only as its server exposes it; a tool
-key and the operator reach the tool itself.
+key, a member and the operator reach the tool itself. An upstream tool is forwarded
+through the routing pool with the connection of the user behind the call (the org's own
+connection for a tool key), never with any credential the caller presented.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from patchbay.audit.events import AuditEvent
 from patchbay.auth.principal import Principal
-from patchbay.errors import InvalidInput, NotFound
-from patchbay.pipeline import Caller, CallRecord, Operator
-from patchbay.routing.catalog import ToolRoute, build_catalog
+from patchbay.engine.runner import json_size
+from patchbay.errors import InvalidInput, NotFound, UpstreamError
+from patchbay.jsonrpc_types import JSONObject
+from patchbay.pipeline import Caller, CallRecord, Channel, Executed, Forward, Operator, Pipeline, call_tool
+from patchbay.policy.access import OrgAccess
+from patchbay.routing.catalog import ToolRoute, Upstream, build_catalog, load_upstream
+from patchbay.routing.upstream.pool import UpstreamPool
 from patchbay.services.local_tools import find_tool, local_target
+from patchbay.store.models import LocalTool, ServerTemplate, Tool
+
+KeepAudit = Callable[[AuditEvent], Awaitable[None]]
 
 
 async def route_for(session: AsyncSession, *, caller: Caller, tool: str, secret: bytes) -> ToolRoute:
@@ -31,16 +42,97 @@ async def route_for(session: AsyncSession, *, caller: Caller, tool: str, secret:
     entry = await find_tool(session, org_id=caller.org_id, name=tool)
     if entry.status != "active":
         raise NotFound(f"tool {entry.name!r} is {entry.status}")
+    upstream: Upstream | None = None
+    if entry.template_id is not None:
+        template = await session.scalar(select(ServerTemplate).where(ServerTemplate.id == entry.template_id))
+        assert template is not None  # the foreign key cascades
+        upstream = await load_upstream(session, template=template, org_id=caller.org_id, secret=secret)
     return ToolRoute(
         exposed_name=entry.name,
         tool_id=entry.id,
-        upstream=None,
+        upstream=upstream,
         upstream_name=entry.name,
         definition=entry.definition,
         read_only=entry.read_only,
         local=await local_target(session, tool_id=entry.id),
         rate_limit=entry.rate_limit,
     )
+
+
+async def tool_org(session: AsyncSession, *, tool: str) -> str | None:
+    """The org a tool id belongs to (a local tool's, or an org upstream's); None for a global upstream's
+    tool or a name, which only a caller's own org can place."""
+    owner = await session.scalar(select(LocalTool.org_id).where(LocalTool.tool_id == tool))
+    if owner is None:
+        owner = await session.scalar(
+            select(ServerTemplate.org_id).join(Tool, Tool.template_id == ServerTemplate.id).where(Tool.id == tool)
+        )
+    return owner
+
+
+def user_behind(caller: Caller) -> str | None:
+    """Whose upstream connection a call uses: the key's owner or the member; None for the org's own."""
+    if isinstance(caller, Principal | OrgAccess):
+        return caller.user_id
+    return caller.user_id if isinstance(caller, Operator) else None
+
+
+def upstream_forward(
+    pool: UpstreamPool, *, route: ToolRoute, caller: Caller, arguments: Any, timeout: float
+) -> Forward | None:
+    """Stage 4 for an upstream tool outside MCP: one ``tools/call`` through the pool (None for a local tool)."""
+    upstream = route.upstream
+    if upstream is None or route.local is not None:
+        return None
+    user = user_behind(caller)
+    spec = upstream.spec_for(user) if user is not None else upstream.spec
+
+    async def forward() -> JSONObject:
+        params: JSONObject = {"name": route.upstream_name, "arguments": arguments}
+        response = await pool.request(spec, "tools/call", params, timeout=timeout)
+        error = response.get("error")
+        if error is not None:
+            message = error.get("message", "") if isinstance(error, dict) else "a malformed error"
+            raise UpstreamError(f"upstream '{upstream.slug}' refused the call: {message}")
+        result = response.get("result")
+        if not isinstance(result, dict):
+            raise UpstreamError(f"upstream '{upstream.slug}' sent a result that is not an object")
+        return result
+
+    return forward
+
+
+async def execute_direct(
+    pipeline: Pipeline,
+    *,
+    channel: Channel,
+    caller: Caller,
+    route: ToolRoute,
+    arguments: Any,
+    pool: UpstreamPool | None,
+    timeout: float,  # noqa: ASYNC109 - the upstream connection must know it to cancel upstream
+    keep: KeepAudit,
+) -> Executed:
+    """One call outside MCP through the pipeline; its audit row is handed to ``keep`` whatever happens."""
+    records: list[CallRecord] = []
+    forward = upstream_forward(pool, route=route, caller=caller, arguments=arguments, timeout=timeout) if pool else None
+    done: Executed | None = None
+    try:
+        done = await call_tool(
+            pipeline,
+            channel=channel,
+            caller=caller,
+            route=route,
+            arguments=arguments,
+            audit=records.append,
+            forward=forward,
+        )
+        return done
+    finally:
+        size_in = json_size(arguments)
+        size_out = json_size(done.value) if done is not None else 0
+        for record in records:
+            await keep(audit_event(record, bytes_in=size_in, bytes_out=size_out))
 
 
 def parse_arguments(*, base: str | None, pairs: list[str], schema: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +175,8 @@ def audit_event(record: CallRecord, *, bytes_in: int = 0, bytes_out: int = 0) ->
         method = "api_key"
     elif isinstance(caller, Operator):
         user_id, method = caller.user_id, "operator"
+    elif isinstance(caller, OrgAccess):
+        user_id, method = caller.user_id, "user"
     else:
         key_id, prefix, method = caller.key_id, caller.prefix, "tool_key"
     return AuditEvent(

@@ -11,7 +11,23 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from patchbay.auth.sessions import LoginSessions
 from patchbay.runtime import Gateway
-from patchbay.web.api import auth, catalog, configs, keys, me, members, orgs, servers, tools, upstreams, users
+from patchbay.web.api import (
+    attachments,
+    auth,
+    catalog,
+    configs,
+    documents,
+    execute,
+    keys,
+    me,
+    members,
+    orgs,
+    servers,
+    tool_keys,
+    tools,
+    upstreams,
+    users,
+)
 from patchbay.web.api.errors import install_error_handlers
 from patchbay.web.api.nul import refuse_nul
 
@@ -27,6 +43,10 @@ ROUTERS: tuple[APIRouter, ...] = (
     catalog.router,
     servers.router,
     tools.router,
+    attachments.router,
+    documents.router,
+    tool_keys.router,
+    execute.router,
     keys.router,
 )
 
