@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from patchbay.engine.operations import OPERATIONS, Operation, Outcome
 from patchbay.engine.pointer import parse
 from patchbay.engine.schemas import READ_KINDS, validator
-from patchbay.errors import Conflict, InvalidInput, NotFound, PathNotFound, PatchbayError, TooLarge
+from patchbay.errors import Conflict, InvalidInput, NotFound, PatchbayError, PathNotFound, TooLarge
 from patchbay.store.models import Document, utcnow
 
 _MAX_ATTEMPTS = 50

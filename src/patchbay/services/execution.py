@@ -23,7 +23,7 @@ from patchbay.errors import InvalidInput, NotFound, UpstreamError
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.pipeline import Caller, CallRecord, Channel, Executed, Forward, Operator, Pipeline, call_tool
 from patchbay.policy.access import OrgAccess
-from patchbay.routing.catalog import ToolRoute, Upstream, build_catalog, load_upstream
+from patchbay.routing.catalog import CatalogCache, ToolRoute, Upstream, build_catalog, load_upstream
 from patchbay.routing.upstream.pool import UpstreamPool
 from patchbay.services.local_tools import find_tool, local_target
 from patchbay.store.models import LocalTool, ServerTemplate, Tool
@@ -31,10 +31,18 @@ from patchbay.store.models import LocalTool, ServerTemplate, Tool
 KeepAudit = Callable[[AuditEvent], Awaitable[None]]
 
 
-async def route_for(session: AsyncSession, *, caller: Caller, tool: str, secret: bytes) -> ToolRoute:
-    """The route ``caller`` uses for ``tool`` (a name or an id); NotFound when it cannot see one."""
+async def route_for(
+    session: AsyncSession, *, caller: Caller, tool: str, secret: bytes, catalogs: CatalogCache | None = None
+) -> ToolRoute:
+    """The route ``caller`` uses for ``tool`` (a name or an id); NotFound when it cannot see one.
+
+    With ``catalogs`` (a gateway's cache, the one MCP uses) an API key's server catalog is
+    built once per server revision instead of once per call."""
     if isinstance(caller, Principal):
-        catalog = await build_catalog(session, server_id=caller.server_id, secret=secret)
+        if catalogs is not None:
+            catalog = await catalogs.get(caller.server_id, caller.server_revision)
+        else:
+            catalog = await build_catalog(session, server_id=caller.server_id, secret=secret)
         found = catalog.tools.get(tool) or next((r for r in catalog.tools.values() if r.tool_id == tool), None)
         if found is None:
             raise NotFound(f"the key's server has no tool {tool!r}")

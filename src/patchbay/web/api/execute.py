@@ -58,7 +58,7 @@ async def execute(tool_id: ToolRef, request: Request, gw: Gw, org: OrgQuery = No
         caller = await rest_caller(request, gw, tool=tool_id, org=org)
         arguments = await _arguments(request, gw)
         async with gw.sessionmaker() as session:
-            route = await route_for(session, caller=caller, tool=tool_id, secret=gw.secret)
+            route = await route_for(session, caller=caller, tool=tool_id, secret=gw.secret, catalogs=gw.catalogs)
         done = await execute_direct(
             gw.pipeline,
             channel="api",
