@@ -59,6 +59,7 @@ CHANNELS = ("mcp", "rest")
 TOOL_KEY_PHASE = "get-tk"  # REST only
 
 Call = Callable[[str, dict[str, Any]], Awaitable[str | None]]  # a problem, or None when the call worked
+Phase = tuple[str, list[Call], str, dict[str, Any]]  # label, one call per client, tool, arguments
 
 
 T = TypeVar("T")
@@ -177,14 +178,17 @@ async def measure(args: argparse.Namespace, base: str, keys: tuple[str, str], ga
     await asyncio.gather(*(c.handshake() for c in mcp))
     rest = [RestClient(base, header=f"X-API-Key: {api_key}") for _ in range(args.concurrency)]
     rest_tk = [RestClient(base, header=f"X-Tool-Key: {tool_key}") for _ in range(args.concurrency)]
-    plan: list[tuple[str, list[Call], str, dict[str, Any]]] = []
+    plan: list[Phase] = []
     for name, (tool, arguments) in PHASES.items():
         plan.append((f"mcp {name}", [mcp_call(c) for c in mcp], tool, arguments))
         plan.append((f"rest {name}", [c.call for c in rest], tool, arguments))
     plan.append((f"rest {TOOL_KEY_PHASE}", [c.call for c in rest_tk], *PHASES["get"]))
     results = {label: Totals() for label, *_ in plan}
     for round_no in range(args.rounds):
-        for label, calls_of, tool, arguments in plan:
+        # Which channel goes first alternates per round: a phase also pays for what the one before left
+        # behind (audit rows and payloads still being written, on SQLite competing for the write lock).
+        order = plan if round_no % 2 == 0 else _swap_pairs(plan)
+        for label, calls_of, tool, arguments in order:
             warm = await drive(calls_of, tool=tool, arguments=arguments, calls=args.warmup)
             if warm.errors:
                 raise BenchError(f"{label}: warm-up failed: {warm.first_error}")
@@ -203,6 +207,13 @@ async def measure(args: argparse.Namespace, base: str, keys: tuple[str, str], ga
     for client in [*mcp, *rest, *rest_tk]:
         await client.conn.close()
     return results
+
+
+def _swap_pairs(plan: list[Phase]) -> list[Phase]:
+    out = list(plan)
+    for i in range(0, len(out) - 1, 2):
+        out[i], out[i + 1] = out[i + 1], out[i]
+    return out
 
 
 def report(results: dict[str, Totals], args: argparse.Namespace, database: str) -> None:
