@@ -322,3 +322,24 @@ async def test_parallel_rest_writers_never_lose_an_update(
     assert version == 1 + writers
     assert value["items"][:2] == SHOP["items"]
     assert sorted(item["name"] for item in value["items"][2:]) == sorted(f"n{i}" for i in range(writers))
+
+
+async def test_an_api_key_reaches_only_what_its_server_exposes_and_its_grants_allow(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    await provision(sessionmaker)
+    key = await make_key(sessionmaker, settings, server="docs", allow=[("find_items", "r")])
+    headers = {"Authorization": f"Bearer {key}"}
+    found = await client.post("/api/v1/tools/find_items/execute", json={"expression": "length(@)"}, headers=headers)
+    assert (found.status_code, found.json()["result"]) == (200, 2)
+    by_id = await client.post(
+        f"/api/v1/tools/{await tool_id(sessionmaker, 'find_items')}/execute", json={"expression": "@"}, headers=headers
+    )
+    assert by_id.status_code == 200
+    denied = await client.post("/api/v1/tools/add_item/execute", json={"value": 1}, headers=headers)
+    assert denied.status_code == 403 and "add_item" in denied.json()["error"]["message"]
+    ungranted = await client.post("/api/v1/tools/read_meta/execute", json={}, headers=headers)
+    assert ungranted.status_code == 403
+    unexposed = await client.post("/api/v1/tools/nothing_here/execute", json={}, headers=headers)
+    assert unexposed.status_code == 404
+    assert (await read_document(sessionmaker))[1] == 1
