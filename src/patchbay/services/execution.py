@@ -143,18 +143,25 @@ async def execute_direct(
             await keep(audit_event(record, bytes_in=size_in, bytes_out=size_out))
 
 
+def arguments_object(text: str | bytes, *, what: str) -> dict[str, Any]:
+    """The arguments of a call given as one JSON object (an empty text: none)."""
+    if not text.strip():
+        return {}
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise InvalidInput(f"{what} must be a JSON object of arguments")
+    return parsed
+
+
 def parse_arguments(*, base: str | None, pairs: list[str], schema: dict[str, Any]) -> dict[str, Any]:
     """Arguments from a JSON object and ``key=value`` pairs (pairs win). A value is parsed as JSON
     unless the schema says the property is a string, so ``key=3`` is a number and ``expression=a.b`` text."""
     args: dict[str, Any] = {}
     if base is not None:
-        try:
-            parsed = orjson.loads(base)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInput(f"--json is not valid JSON: {exc}") from None
-        if not isinstance(parsed, dict):
-            raise InvalidInput("--json must be a JSON object of arguments")
-        args.update(parsed)
+        args.update(arguments_object(base, what="--json"))
     properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")

@@ -85,34 +85,16 @@ class DocumentOut(BaseModel):
 
 
 def project_out(info: ProjectInfo) -> ProjectOut:
-    return ProjectOut(
-        id=info.id, name=info.name, slug=info.slug, description=info.description, documents=info.documents
-    )
+    return ProjectOut.model_validate(info, from_attributes=True)
 
 
 def summary_out(info: DocumentInfo) -> DocumentSummaryOut:
-    return DocumentSummaryOut(
-        id=info.id,
-        name=info.name,
-        slug=info.slug,
-        project=info.project,
-        version=info.version,
-        size_bytes=info.size_bytes,
-        tools=list(info.tools),
-    )
+    return DocumentSummaryOut.model_validate(info, from_attributes=True)
 
 
 def document_out(doc: Document) -> DocumentOut:
     """A document with its value."""
-    return DocumentOut(
-        id=doc.id,
-        name=doc.name,
-        slug=doc.slug,
-        version=doc.version,
-        size_bytes=doc.size_bytes,
-        updated_at=doc.updated_at,
-        value=doc.value,
-    )
+    return DocumentOut.model_validate(doc, from_attributes=True)
 
 
 @router.get("/projects", summary="The org's projects")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -18,7 +17,7 @@ from patchbay.errors import InvalidInput, NotFound, PatchbayError, TooLarge, Una
 from patchbay.pipeline import HTTP_STATUS, Caller, authenticate
 from patchbay.policy.access import OrgAccess
 from patchbay.runtime import Gateway
-from patchbay.services.execution import execute_direct, route_for, tool_org
+from patchbay.services.execution import arguments_object, execute_direct, route_for, tool_org
 from patchbay.services.orgs import list_my_orgs
 from patchbay.services.paging import PageRequest
 from patchbay.web.api.deps import Gw, bearer_token, current_caller, org_access
@@ -112,12 +111,4 @@ async def _arguments(request: Request, gw: Gateway) -> dict[str, Any]:
     body = await request.body()
     if len(body) > gw.settings.max_body_bytes:
         raise TooLarge(f"the body is {len(body)} bytes, more than the limit of {gw.settings.max_body_bytes}")
-    if not body.strip():
-        return {}
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise InvalidInput("the body must be a JSON object of arguments")
-    return parsed
+    return arguments_object(body, what="the body")

@@ -51,17 +51,7 @@ class NewToolKeyOut(BaseModel):
 
 
 def key_out(summary: ToolKeySummary) -> ToolKeyOut:
-    return ToolKeyOut(
-        prefix=summary.prefix,
-        name=summary.name,
-        tool=summary.tool,
-        scopes=list(summary.scopes),
-        state=summary.state,
-        created_at=summary.created_at,
-        expires_at=summary.expires_at,
-        last_used_at=summary.last_used_at,
-        revoked_at=summary.revoked_at,
-    )
+    return ToolKeyOut.model_validate(summary, from_attributes=True)
 
 
 @router.get("", summary="The org's tool keys (admins)")
