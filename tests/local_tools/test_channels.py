@@ -144,7 +144,7 @@ async def open_channel(
         return
     if name.startswith("rest"):
         ids, headers = await rest_credentials(name, settings, sessionmaker)
-        async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url, timeout=60) as http:
             yield RestChannel(http, ids, headers)
         return
     key = await make_key(sessionmaker, settings, server="docs")
