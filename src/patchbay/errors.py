@@ -13,12 +13,24 @@ class NotFound(PatchbayError):
     code = "not_found"
 
 
+class PathNotFound(NotFound):
+    """A JSON pointer names nothing in a document (the tool exists; the value does not, or no longer)."""
+
+    code = "path_not_found"
+
+
 class Conflict(PatchbayError):
     code = "conflict"
 
 
 class InvalidInput(PatchbayError):
     code = "invalid_input"
+
+
+class TooLarge(InvalidInput):
+    """Arguments, a document or a result over its size limit."""
+
+    code = "too_large"
 
 
 class Unauthenticated(PatchbayError):

@@ -3,11 +3,13 @@
     authenticate → authorize → rate-limit → execute → audit
 
 1. authenticate  a credential becomes a ``Caller``: an API key's ``Principal`` (``pb_``), a tool
-                 key's ``ToolKeyGrant`` (``tk_``), or the ``Operator`` (the CLI, which already holds
-                 the installation's database). MCP authenticates once per HTTP request at the edge,
+                 key's ``ToolKeyGrant`` (``tk_``), a signed-in member's ``OrgAccess`` (REST with a
+                 login session or personal access token), or the ``Operator`` (the CLI, which
+                 already holds the installation's database). MCP authenticates once per HTTP request at the edge,
                  with the same key resolver, because the key also chooses the server and its catalog.
 2. authorize     an API key needs the tool on its server and a grant (``policy.tools.decide``); a tool
-                 key must be for this tool, with scope execute/admin, or read for read-only tools.
+                 key must be for this tool, with scope execute/admin, or read for read-only tools;
+                 a member needs a role allowing ``tools.execute`` (``policy.access``).
 3. rate-limit    token buckets per key and per tool in the shared store (global across replicas with
                  Redis); a call over a limit raises ``RateLimited`` with the seconds to wait.
 4. execute       the local engine for local tools; the channel's ``forward`` for upstream tools.
@@ -33,6 +35,8 @@ from patchbay.auth.tool_keys import ToolKeyGrant, verify_tool_key
 from patchbay.engine.runner import Limits, run_local
 from patchbay.errors import Forbidden, PatchbayError, RateLimited, Unauthenticated
 from patchbay.jsonrpc_types import JSONObject
+from patchbay.policy.access import Action, OrgAccess
+from patchbay.policy.access import authorize as authorize_role
 from patchbay.policy.tools import decide
 from patchbay.routing.catalog import ToolRoute
 from patchbay.state.base import SharedStore
@@ -46,7 +50,9 @@ HTTP_STATUS: dict[str, int] = {
     "unauthenticated": 401,
     "forbidden": 403,
     "not_found": 404,
+    "path_not_found": 404,
     "conflict": 409,
+    "too_large": 413,
     "rate_limited": 429,
     "upstream_error": 502,
     "upstream_timeout": 504,
@@ -61,7 +67,7 @@ class Operator:
     user_id: str | None = None
 
 
-Caller = Principal | ToolKeyGrant | Operator
+Caller = Principal | ToolKeyGrant | OrgAccess | Operator
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +127,9 @@ def authorize(caller: Caller, route: ToolRoute) -> None:
     """Raise Forbidden unless ``caller`` may call the tool of ``route``."""
     if isinstance(caller, Operator):
         return
+    if isinstance(caller, OrgAccess):
+        authorize_role(caller, Action.TOOLS_EXECUTE)
+        return
     if isinstance(caller, ToolKeyGrant):
         if caller.tool_id != route.tool_id:
             raise Forbidden(f"tool key {caller.prefix} is for another tool, not '{route.exposed_name}'")
@@ -139,7 +148,7 @@ def authorize(caller: Caller, route: ToolRoute) -> None:
 
 async def rate_limit(store: SharedStore, caller: Caller, route: ToolRoute) -> None:
     """Take a token from the key's bucket and from the tool's; RateLimited says how long to wait."""
-    if not isinstance(caller, Operator) and caller.rate_limit is not None:
+    if isinstance(caller, Principal | ToolKeyGrant) and caller.rate_limit is not None:
         limit = caller.rate_limit
         prefix = caller.key_prefix if isinstance(caller, Principal) else caller.prefix
         wait = await store.take_token(f"rl:key:{caller.key_id}", rate=limit / 60.0, capacity=float(limit))

@@ -156,3 +156,18 @@ def test_an_api_key_rate_limit_refuses_the_call_over_it(cli: Cli) -> None:
     assert cli("exec", "meta", "--key", key, env=redis).exit_code == 0
     refused = cli("exec", "meta", "--key", key, env=redis)
     assert f"key {key[:12]} is over its rate limit of 1 calls per minute" in one_error_line(refused)
+
+
+@pytest.mark.usefixtures("shop")
+def test_tool_update_renames_redescribes_and_limits_with_the_rest_api_service(cli: Cli) -> None:
+    changed = cli(
+        "tool", "update", "meta", "--name", "owner_info", "--description", "Who owns it.", "--rate-limit", "7"
+    )
+    assert (changed.exit_code, changed.stdout.strip()) == (0, "updated tool owner_info"), changed.output
+    shown = json.loads(cli("tool", "show", "owner_info").stdout)
+    assert (shown["description"], shown["rate_limit"]) == ("Who owns it.", 7)
+    assert cli("tool", "update", "owner_info", "--no-rate-limit", "--description", "").exit_code == 0
+    shown = json.loads(cli("tool", "show", "owner_info").stdout)
+    assert shown["rate_limit"] is None and shown["description"].startswith("Read the JSON value at /meta")
+    taken = cli("tool", "update", "owner_info", "--name", "find")
+    assert taken.exit_code == 1 and one_error_line(taken) == "error: tool 'find' already exists"

@@ -54,6 +54,7 @@ class Case:
     arguments: dict[str, Any]
     result: dict[str, Any] | None = None  # expected result fields (besides "version")
     error: str | None = None  # a substring of the error message
+    http: int | None = None  # the HTTP status REST answers an error with
     after: dict[str, Any] | None = None  # the document afterwards (None: unchanged)
     document: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(SHOP))  # the document before
 
@@ -81,7 +82,9 @@ CASES = [
         result={"key": "color", "value": "red"},
         after=_shop(meta={"owner": "ann", "color": "red"}),
     ),
-    Case("create-refuses-an-existing-key", "add_meta", {"key": "owner", "value": "x"}, error="already exists"),
+    Case(
+        "create-refuses-an-existing-key", "add_meta", {"key": "owner", "value": "x"}, error="already exists", http=409
+    ),
     Case(
         "update-with-a-merge-patch",
         "edit_meta",
@@ -101,6 +104,7 @@ CASES = [
         "edit_items",
         {"patch": [{"op": "replace", "path": "/0/price", "value": 99}, {"op": "remove", "path": "/7"}]},
         error="patch operation 2 (remove)",
+        http=404,
     ),
     Case(
         "delete-by-index",
@@ -109,18 +113,30 @@ CASES = [
         result={"key": 0, "value": {"name": "apple", "price": 3}},
         after=_shop(items=[{"name": "pear", "price": 12}]),
     ),
-    Case("delete-a-missing-key", "drop_meta", {"key": "nope"}, error="/meta/nope does not exist"),
-    Case("schema-violation", "find_items", {}, error="'expression' is a required property"),
-    Case("unknown-argument", "read_meta", {"extra": 1}, error="Additional properties are not allowed"),
-    Case("bad-query", "find_items", {"expression": "[?"}, error="JMESPath expression '[?' fails"),
-    Case("oversized-input", "add_item", {"value": "x" * MAX_INPUT}, error=f"more than the limit of {MAX_INPUT}"),
-    Case("document-too-large", "add_item", {"value": "x" * (MAX_DOCUMENT - 20)}, error="document shop would be"),
-    Case("stale-version", "edit_meta", {"merge": {"a": 1}, "version": 99}, error="not 99"),
+    Case("delete-a-missing-key", "drop_meta", {"key": "nope"}, error="/meta/nope does not exist", http=404),
+    Case("schema-violation", "find_items", {}, error="'expression' is a required property", http=400),
+    Case(
+        "schema-violation-names-its-path",
+        "edit_items",
+        {"patch": [{"op": "swap", "path": "/0"}]},
+        error="invalid arguments at patch/0/op",
+        http=400,
+    ),
+    Case("unknown-argument", "read_meta", {"extra": 1}, error="Additional properties are not allowed", http=400),
+    Case("bad-query", "find_items", {"expression": "[?"}, error="JMESPath expression '[?' fails", http=400),
+    Case(
+        "oversized-input", "add_item", {"value": "x" * MAX_INPUT}, error=f"more than the limit of {MAX_INPUT}", http=413
+    ),
+    Case(
+        "document-too-large", "add_item", {"value": "x" * (MAX_DOCUMENT - 20)}, error="document shop would be", http=413
+    ),
+    Case("stale-version", "edit_meta", {"merge": {"a": 1}, "version": 99}, error="not 99", http=409),
     Case(
         "path-gone-after-the-document-changed",
         "read_meta",
         {},
         error="/meta does not exist",
+        http=404,
         document={"items": []},
     ),
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from patchbay.auth.keys import TOOL_KEY_PREFIX, hash_key, looks_like_key
 from patchbay.errors import Unauthenticated
 from patchbay.store.models import ToolAccessKey
+
+LAST_USED_GRAIN = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,10 @@ async def verify_tool_key(session: AsyncSession, *, raw_key: str, secret: bytes)
         expires = expires if expires.tzinfo is not None else expires.replace(tzinfo=UTC)
         if expires <= now:
             raise Unauthenticated(f"tool key {key.prefix} expired at {expires.isoformat()}")
-    await session.execute(update(ToolAccessKey).where(ToolAccessKey.id == key.id).values(last_used_at=now))
+    last = key.last_used_at
+    if last is None or (last if last.tzinfo is not None else last.replace(tzinfo=UTC)) < now - LAST_USED_GRAIN:
+        # A write per call would serialise every call of a key on its row; a minute is precise enough.
+        await session.execute(update(ToolAccessKey).where(ToolAccessKey.id == key.id).values(last_used_at=now))
     return ToolKeyGrant(
         key_id=key.id,
         prefix=key.prefix,

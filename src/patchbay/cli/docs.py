@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from patchbay.cli.output import emit_json, emit_table, plural
 from patchbay.cli.runtime import Env, run
 from patchbay.engine.pointer import parse, resolve
+from patchbay.engine.runner import Limits
 from patchbay.errors import InvalidInput
 from patchbay.runtime import local_limits
 from patchbay.services.documents import (
@@ -58,6 +61,28 @@ def doc_json(doc: Document, *, project: str | None = None) -> dict[str, Any]:
     return out
 
 
+def _write_and_report(
+    ctx: typer.Context,
+    verb: str,
+    write: Callable[[AsyncSession, str, Limits], Awaitable[Document]],
+    *,
+    as_json: bool,
+    project: str | None = None,
+) -> None:
+    """Run one document write in the org, then say what it did (or print its metadata as JSON)."""
+
+    async def work(env: Env) -> Document:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            return await write(session, org.id, local_limits(env.settings))
+
+    doc = run(ctx, work)
+    if as_json:
+        emit_json(doc_json(doc, project=project))
+    else:
+        typer.echo(f"{verb} document {doc.slug} (version {doc.version}, {plural(doc.size_bytes, 'byte')})")
+
+
 @app.command("create")
 def create(
     ctx: typer.Context,
@@ -70,18 +95,10 @@ def create(
     """Store a new JSON document (version 1)."""
     value = read_value(text, file)
 
-    async def work(env: Env) -> Document:
-        async with env.transaction() as session:
-            org = await env.org(session)
-            return await create_document(
-                session, org_id=org.id, name=name, value=value, project=project, limits=local_limits(env.settings)
-            )
+    async def write(session: AsyncSession, org_id: str, limits: Limits) -> Document:
+        return await create_document(session, org_id=org_id, name=name, value=value, project=project, limits=limits)
 
-    doc = run(ctx, work)
-    if as_json:
-        emit_json(doc_json(doc, project=project or "default"))
-    else:
-        typer.echo(f"created document {doc.slug} (version {doc.version}, {plural(doc.size_bytes, 'byte')})")
+    _write_and_report(ctx, "created", write, as_json=as_json, project=project or "default")
 
 
 @app.command("show")
@@ -153,23 +170,12 @@ def replace(
     """Store a whole new value (the version goes up by one)."""
     value = read_value(text, file)
 
-    async def work(env: Env) -> Document:
-        async with env.transaction() as session:
-            org = await env.org(session)
-            return await replace_document(
-                session,
-                org_id=org.id,
-                name=name,
-                value=value,
-                expected_version=version,
-                limits=local_limits(env.settings),
-            )
+    async def write(session: AsyncSession, org_id: str, limits: Limits) -> Document:
+        return await replace_document(
+            session, org_id=org_id, name=name, value=value, expected_version=version, limits=limits
+        )
 
-    doc = run(ctx, work)
-    if as_json:
-        emit_json(doc_json(doc))
-    else:
-        typer.echo(f"replaced document {doc.slug} (version {doc.version}, {plural(doc.size_bytes, 'byte')})")
+    _write_and_report(ctx, "replaced", write, as_json=as_json)
 
 
 @app.command("delete")

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import typer
 from sqlalchemy import insert
 
+from patchbay.audit.events import AuditEvent
 from patchbay.auth.resolver import KeyResolver
 from patchbay.cli.output import emit_json
 from patchbay.cli.runtime import Env, run
-from patchbay.engine.runner import json_size
-from patchbay.pipeline import Caller, CallRecord, Executed, Operator, Pipeline, authenticate, call_tool
+from patchbay.pipeline import Caller, Executed, Operator, Pipeline, authenticate
+from patchbay.routing.catalog import ToolRoute
+from patchbay.routing.upstream.pool import UpstreamPool
 from patchbay.runtime import local_limits
-from patchbay.services.execution import audit_event, parse_arguments, route_for
+from patchbay.services.execution import execute_direct, parse_arguments, route_for
+from patchbay.settings import Settings
 from patchbay.state import make_store
 from patchbay.store.changes import Unchanging
 from patchbay.store.models import AuditRecord
+
+
+@asynccontextmanager
+async def _pool_for(settings: Settings, route: ToolRoute) -> AsyncIterator[UpstreamPool | None]:
+    """A pool for this one call when it goes upstream (its stdio process ends with the command)."""
+    if route.upstream is None:
+        yield None
+        return
+    pool = UpstreamPool(
+        max_stdio_processes=1,
+        idle_seconds=settings.stdio_idle_seconds,
+        connect_timeout=settings.upstream_connect_timeout,
+    )
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
 
 
 def register(app: typer.Typer) -> None:
@@ -38,7 +60,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
         compact: Annotated[bool, typer.Option("--compact", help="Print the result as one line.")] = False,
     ) -> None:
-        """Execute a tool and print its result as JSON; a refused or failed call exits 1 with the reason."""
+        """Execute a tool (local, or forwarded to its upstream) and print its result as JSON; a refused or
+        failed call exits 1 with the reason."""
 
         async def work(env: Env) -> Executed:
             assert env.engine is not None  # run() always provides it
@@ -57,19 +80,22 @@ def register(app: typer.Typer) -> None:
                 schema = route.definition.get("inputSchema")
                 schema = schema if isinstance(schema, dict) else {}
                 arguments = parse_arguments(base=json_args, pairs=arg or [], schema=schema)
-                records: list[CallRecord] = []
-                done: Executed | None = None
-                try:
-                    done = await call_tool(
-                        pipeline, channel="cli", caller=caller, route=route, arguments=arguments, audit=records.append
-                    )
-                finally:
-                    size_out = json_size(done.value) if done is not None else 0
+
+                async def keep(event: AuditEvent) -> None:
                     async with env.transaction() as session:
-                        for record in records:
-                            event = audit_event(record, bytes_in=json_size(arguments), bytes_out=size_out)
-                            await session.execute(insert(AuditRecord).values(**event.as_row()))
-                return done
+                        await session.execute(insert(AuditRecord).values(**event.as_row()))
+
+                async with _pool_for(env.settings, route) as pool:
+                    return await execute_direct(
+                        pipeline,
+                        channel="cli",
+                        caller=caller,
+                        route=route,
+                        arguments=arguments,
+                        pool=pool,
+                        timeout=env.settings.upstream_timeout,
+                        keep=keep,
+                    )
             finally:
                 await store.aclose()
 

@@ -15,7 +15,7 @@ from patchbay.services.tool_keys import (
     create_tool_key,
     list_tool_keys,
     revoke_tool_key,
-    tool_key_state,
+    summary_of,
 )
 
 app = typer.Typer(help="Tool access keys: keys to one tool, for direct execution.", no_args_is_help=True)
@@ -65,17 +65,7 @@ def create(
                 rate_limit=rate_limit,
                 secret=env.secret,
             )
-            summary = ToolKeySummary(
-                prefix=key.prefix,
-                name=key.name,
-                tool=found.name,
-                scopes=tuple(key.scopes),
-                state=tool_key_state(key),
-                created_at=key.created_at,
-                expires_at=key.expires_at,
-                last_used_at=None,
-                revoked_at=None,
-            )
+            summary = summary_of(key, tool=found.name)
             return summary, secret
 
     summary, secret = run(ctx, work)

@@ -9,15 +9,17 @@ import typer
 from patchbay.cli.output import emit_json, plural
 from patchbay.cli.runtime import Env, run
 from patchbay.cli.servers import tool_json, tool_table
-from patchbay.errors import NotFound
 from patchbay.services.local_tools import (
+    KEEP,
+    Keep,
     LocalToolInfo,
     attach_tool,
     create_local_tool,
     delete_local_tool,
     detach_tool,
     find_tool,
-    list_local_tools,
+    get_local_tool,
+    update_tool,
 )
 from patchbay.services.pinning import Decision, ToolReview, decide_tool, quarantined_tools
 from patchbay.services.servers import get_server
@@ -92,7 +94,7 @@ def create(
                 description=description,
                 rate_limit=rate_limit,
             )
-            return next(t for t in await list_local_tools(session, org_id=org.id) if t.tool_id == tool.id)
+            return await get_local_tool(session, org_id=org.id, name=tool.id)
 
     created = run(ctx, work)
     if as_json:
@@ -113,12 +115,37 @@ def show(
     async def work(env: Env) -> LocalToolInfo:
         async with env.transaction() as session:
             org = await env.org(session)
-            for tool in await list_local_tools(session, org_id=org.id):
-                if tool.name == name.strip() or tool.tool_id == name.strip():
-                    return tool
-            raise NotFound(f"local tool {name.strip()!r} does not exist")
+            return await get_local_tool(session, org_id=org.id, name=name)
 
     emit_json(local_json(run(ctx, work)))
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A local tool name or a tool id (an upstream tool: --rate-limit only).")],
+    new_name: Annotated[str | None, typer.Option("--name", help="Rename the local tool.")] = None,
+    description: Annotated[str | None, typer.Option("--description", help="New description ('' = default).")] = None,
+    rate_limit: Annotated[int | None, typer.Option("--rate-limit", help="Calls per minute, all callers.")] = None,
+    unlimited: Annotated[bool, typer.Option("--no-rate-limit", help="Remove the tool's rate limit.")] = False,
+) -> None:
+    """Rename or redescribe a local tool, or change any tool's rate limit; clients see it at once."""
+    limit: int | Keep | None = None if unlimited else (rate_limit if rate_limit is not None else KEEP)
+
+    async def work(env: Env) -> str:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            tool = await update_tool(
+                session,
+                org_id=org.id,
+                name=name,
+                new_name=new_name if new_name is not None else KEEP,
+                description=description if description is not None else KEEP,
+                rate_limit=limit,
+            )
+            return tool.name
+
+    typer.echo(f"updated tool {run(ctx, work)}")
 
 
 @app.command("attach")

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from patchbay.engine.operations import OPERATIONS, Operation, Outcome
 from patchbay.engine.pointer import parse
 from patchbay.engine.schemas import READ_KINDS, validator
-from patchbay.errors import Conflict, InvalidInput, NotFound, PatchbayError
+from patchbay.errors import Conflict, InvalidInput, NotFound, PatchbayError, PathNotFound, TooLarge
 from patchbay.store.models import Document, utcnow
 
 _MAX_ATTEMPTS = 50
@@ -65,7 +65,7 @@ def check_arguments(kind: str, arguments: Any, limits: Limits) -> dict[str, Any]
     """The arguments if they fit the size limit and the kind's input schema; InvalidInput says why not."""
     size = json_size(arguments)
     if size > limits.max_input_bytes:
-        raise InvalidInput(f"arguments are {size} bytes, more than the limit of {limits.max_input_bytes}")
+        raise TooLarge(f"arguments are {size} bytes, more than the limit of {limits.max_input_bytes}")
     error = best_match(validator(kind).iter_errors(arguments))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path)
@@ -75,9 +75,9 @@ def check_arguments(kind: str, arguments: Any, limits: Limits) -> dict[str, Any]
 
 
 def check_document_size(size: int, limits: Limits, *, name: str) -> None:
-    """InvalidInput when a document of ``size`` bytes would exceed the limit."""
+    """TooLarge when a document of ``size`` bytes would exceed the limit."""
     if size > limits.max_document_bytes:
-        raise InvalidInput(f"document {name} would be {size} bytes, more than the limit of {limits.max_document_bytes}")
+        raise TooLarge(f"document {name} would be {size} bytes, more than the limit of {limits.max_document_bytes}")
 
 
 async def run_local(engine: AsyncEngine, *, target: LocalTarget, arguments: Any, limits: Limits) -> dict[str, Any]:
@@ -150,14 +150,15 @@ def _operate(
     try:
         return operation(value, path, args)
     except PatchbayError as exc:
-        raise type(exc)(f"document {name} (version {version}): {exc}") from None
+        kind = PathNotFound if isinstance(exc, NotFound) else type(exc)
+        raise kind(f"document {name} (version {version}): {exc}") from None
 
 
 def _finish(result: dict[str, Any], version: int, limits: Limits) -> dict[str, Any]:
     result["version"] = version
     size = json_size(result)
     if size > limits.max_result_bytes:
-        raise InvalidInput(
+        raise TooLarge(
             f"the result would be {size} bytes, more than the limit of {limits.max_result_bytes}; narrow the query"
         )
     return result

@@ -30,6 +30,9 @@ class Action(StrEnum):
     SERVERS_MANAGE = "servers.manage"
     TOOLS_READ = "tools.read"
     TOOLS_MANAGE = "tools.manage"
+    TOOLS_EXECUTE = "tools.execute"  # call a tool directly (REST execute) as oneself
+    DOCUMENTS_READ = "documents.read"
+    DOCUMENTS_MANAGE = "documents.manage"
     CONFIG_SET_ORG = "config.set_org"
     CONFIG_SET_OWN = "config.set_own"
     KEYS_OWN = "keys.own"  # read, create and revoke one's own keys
@@ -51,6 +54,9 @@ _MIN_ROLE: dict[Action, Role] = {
     Action.SERVERS_MANAGE: "admin",
     Action.TOOLS_READ: "member",
     Action.TOOLS_MANAGE: "admin",
+    Action.TOOLS_EXECUTE: "member",
+    Action.DOCUMENTS_READ: "member",
+    Action.DOCUMENTS_MANAGE: "admin",
     Action.CONFIG_SET_ORG: "admin",
     Action.CONFIG_SET_OWN: "member",
     Action.KEYS_OWN: "member",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from patchbay.errors import InvalidInput
@@ -70,3 +70,13 @@ def choose_credential(key: KeyCredentials, template_id: str) -> CredentialChoice
     if bound is not None:
         return bound
     return ORG if key.shared else OWN
+
+
+@dataclass(frozen=True, slots=True)
+class _Unbound:
+    shared: bool = False
+    credentials: Mapping[str, CredentialChoice] = field(default_factory=dict)
+
+
+# A person calling without a key (a member's session, the CLI operator): their own values over the org's.
+PERSONAL: KeyCredentials = _Unbound()

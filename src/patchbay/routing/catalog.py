@@ -29,7 +29,7 @@ from patchbay.security.crypto import Keyring, fingerprint_key
 from patchbay.services.credentials import sealed_shared_credentials
 from patchbay.services.naming import exposed_tool_names, prefixed_name
 from patchbay.services.upstreams import sealed_user_configs, upstream_spec
-from patchbay.store.models import Server, ServerTemplateLink, ServerTool, Tool
+from patchbay.store.models import Server, ServerTemplate, ServerTemplateLink, ServerTool, Tool
 
 SEPARATOR = "__"
 
@@ -172,6 +172,18 @@ class CatalogCache:
             self._catalogs[server_id] = built
             return built
 
+    async def upstream(self, session: AsyncSession, *, template: ServerTemplate, org_id: str) -> Upstream:
+        """``template`` as ``org_id`` reaches it, outside any server (direct execution of its tools)."""
+        return await load_upstream(
+            session,
+            template=template,
+            org_id=org_id,
+            secret=self._secret,
+            keyring=self._keyring,
+            fp_key=self._fp_key,
+            tokens=self._tokens,
+        )
+
     def servers_using(self, spec_key: str) -> list[str]:
         """Ids of cached servers that route to the upstream connection ``spec_key``."""
         return [
@@ -184,6 +196,42 @@ class CatalogCache:
         self._catalogs.pop(server_id, None)
 
 
+async def load_upstream(
+    session: AsyncSession,
+    *,
+    template: ServerTemplate,
+    org_id: str,
+    secret: bytes,
+    keyring: Keyring | None = None,
+    fp_key: bytes | None = None,
+    tokens: TokenManager | None = None,
+) -> Upstream:
+    """An upstream as the org's calls reach it: the org's connection and every credential a call may choose.
+
+    Users' own values and shared credentials stay sealed here: a call opens the one it needs.
+    """
+    spec = await upstream_spec(session, template=template, org_id=org_id, secret=secret)
+    credentials = CredentialSpecs(
+        base=spec,
+        template_id=template.id,
+        org_id=org_id,
+        users=await sealed_user_configs(session, template_id=template.id, org_id=org_id),
+        shared=await sealed_shared_credentials(session, template_id=template.id, org_id=org_id),
+        keyring=keyring or Keyring(secret),
+        fp_key=fp_key or fingerprint_key(secret),
+        # OAuth upstreams: every choice calls with a token of its owner (the user's, the org's, a shared one).
+        tokens=tokens if template.auth_kind == "oauth" else None,
+    )
+    return Upstream(
+        template_id=template.id,
+        slug=template.slug,
+        spec=credentials.org.spec,
+        credentials=credentials,
+        capabilities=dict(template.capabilities or {}),
+        protocol_version=template.protocol_version,
+    )
+
+
 async def build_catalog(
     session: AsyncSession,
     *,
@@ -193,10 +241,7 @@ async def build_catalog(
     fp_key: bytes | None = None,
     tokens: TokenManager | None = None,
 ) -> Catalog:
-    """Load a server with its upstreams and enabled tools and name everything.
-
-    Users' own values and shared credentials stay sealed here: a call opens the one it needs.
-    """
+    """Load a server with its upstreams and enabled tools and name everything."""
     server = (
         await session.execute(
             select(Server)
@@ -214,25 +259,14 @@ async def build_catalog(
     # A pending server (credentials missing) or a stopped one exposes nothing until it runs.
     for link in server.templates if server.status == "running" else []:
         tpl = link.template
-        spec = await upstream_spec(session, template=tpl, org_id=server.org_id, secret=secret)
-        credentials = CredentialSpecs(
-            base=spec,
-            template_id=tpl.id,
+        upstreams[tpl.id] = await load_upstream(
+            session,
+            template=tpl,
             org_id=server.org_id,
-            users=await sealed_user_configs(session, template_id=tpl.id, org_id=server.org_id),
-            shared=await sealed_shared_credentials(session, template_id=tpl.id, org_id=server.org_id),
-            keyring=keyring or Keyring(secret),
-            fp_key=fp_key or fingerprint_key(secret),
-            # OAuth upstreams: every choice calls with a token of its owner (the user's, the org's, a shared one).
-            tokens=tokens if tpl.auth_kind == "oauth" else None,
-        )
-        upstreams[tpl.id] = Upstream(
-            template_id=tpl.id,
-            slug=tpl.slug,
-            spec=credentials.org.spec,
-            credentials=credentials,
-            capabilities=dict(tpl.capabilities or {}),
-            protocol_version=tpl.protocol_version,
+            secret=secret,
+            keyring=keyring,
+            fp_key=fp_key,
+            tokens=tokens,
         )
         if tpl.instructions:
             instructions.append(f"{tpl.slug}: {tpl.instructions}")

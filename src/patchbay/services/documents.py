@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from patchbay.engine.runner import Limits, check_document_size, json_size
@@ -52,6 +52,53 @@ async def get_project(session: AsyncSession, *, org_id: str, name: str, create: 
     session.add(project)
     await session.flush()
     return project
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectInfo:
+    """A project with the number of its documents."""
+
+    id: str
+    name: str
+    slug: str
+    description: str
+    documents: int
+
+
+async def create_project(session: AsyncSession, *, org_id: str, name: str, description: str = "") -> Project:
+    """A new project; refused when its slug is taken."""
+    slug = require_slug(name, what="project", max_length=64)
+    if await session.scalar(select(Project.id).where(Project.org_id == org_id, Project.slug == slug)):
+        raise Conflict(f"project {slug!r} already exists")
+    project = Project(org_id=org_id, name=name.strip(), slug=slug, description=description.strip())
+    session.add(project)
+    await session.flush()
+    return project
+
+
+async def list_projects(session: AsyncSession, *, org_id: str) -> list[ProjectInfo]:
+    """The org's projects by slug, with how many documents each holds."""
+    counts = (
+        select(Document.project_id, func.count().label("n"))
+        .where(Document.org_id == org_id)
+        .group_by(Document.project_id)
+    ).subquery()
+    rows = await session.execute(
+        select(Project, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.project_id == Project.id)
+        .where(Project.org_id == org_id)
+        .order_by(Project.slug)
+    )
+    return [ProjectInfo(p.id, p.name, p.slug, p.description, int(n)) for p, n in rows.all()]
+
+
+async def delete_project(session: AsyncSession, *, org_id: str, name: str) -> None:
+    """Delete an empty project."""
+    project = await get_project(session, org_id=org_id, name=name)
+    if await session.scalar(select(Document.id).where(Document.project_id == project.id).limit(1)):
+        raise Conflict(f"project {project.slug} still has documents; delete or move them first")
+    await session.delete(project)
+    await session.flush()
 
 
 async def create_document(
@@ -144,7 +191,9 @@ async def delete_document(session: AsyncSession, *, org_id: str, name: str, forc
     ).all()
     names = [lt.name for lt in locals_]
     if names and not force:
-        raise Conflict(f"document {doc.slug} has tools ({', '.join(names)}); delete them first or pass --force")
+        raise Conflict(
+            f"document {doc.slug} has tools ({', '.join(names)}); delete them first, or force it (--force, ?force=true)"
+        )
     tool_ids = [lt.tool_id for lt in locals_]
     if tool_ids:
         await bump_servers(session, servers_with(tool_ids))

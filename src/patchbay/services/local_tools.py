@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from typing import Any, Final
 
 import orjson
 from sqlalchemy import select
@@ -31,6 +32,13 @@ from patchbay.store.models import (
 )
 
 MAX_RATE_LIMIT = 1_000_000
+
+
+class Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP: Final = Keep.KEEP  # an update argument left as it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +81,7 @@ async def create_local_tool(
     rate_limit: int | None = None,
 ) -> Tool:
     """A new local tool; its path must exist in the document now, and (document, path, kind) be free."""
-    clean = name.strip()
-    if not is_valid_tool_name(clean) or SEPARATOR in clean:
-        raise InvalidInput(
-            f"tool name {name!r} must be 1-128 characters of letters, digits, '_', '-' or '.', without '__'"
-        )
+    clean = _local_name(name)
     if kind not in KINDS:
         raise InvalidInput(f"tool type must be one of {', '.join(KINDS)}, not {kind!r}")
     check_rate_limit(rate_limit)
@@ -87,9 +91,7 @@ async def create_local_tool(
         resolve(doc.value, tokens)
     except NotFound as exc:
         raise InvalidInput(f"document {doc.slug} has no value at {path}: {exc}") from None
-    taken = await session.scalar(select(LocalTool.name).where(LocalTool.org_id == org_id, LocalTool.name == clean))
-    if taken is not None:
-        raise Conflict(f"tool {clean!r} already exists")
+    await _refuse_taken(session, org_id=org_id, name=clean)
     same = await session.scalar(
         select(LocalTool.name).where(LocalTool.document_id == doc.id, LocalTool.path == path, LocalTool.kind == kind)
     )
@@ -115,6 +117,63 @@ async def create_local_tool(
     session.add(LocalTool(tool_id=tool.id, org_id=org_id, name=clean, document_id=doc.id, path=path, kind=kind))
     await session.flush()
     return tool
+
+
+def _local_name(name: str) -> str:
+    clean = name.strip()
+    if not is_valid_tool_name(clean) or SEPARATOR in clean:
+        raise InvalidInput(
+            f"tool name {name!r} must be 1-128 characters of letters, digits, '_', '-' or '.', without '__'"
+        )
+    return clean
+
+
+async def _refuse_taken(session: AsyncSession, *, org_id: str, name: str) -> None:
+    taken = await session.scalar(select(LocalTool.name).where(LocalTool.org_id == org_id, LocalTool.name == name))
+    if taken is not None:
+        raise Conflict(f"tool {name!r} already exists")
+
+
+async def update_tool(
+    session: AsyncSession,
+    *,
+    org_id: str,
+    name: str,
+    new_name: str | Keep = KEEP,
+    description: str | Keep | None = KEEP,
+    rate_limit: int | Keep | None = KEEP,
+) -> Tool:
+    """Rename or redescribe a local tool, or set any tool's rate limit; servers that have it change at once."""
+    tool = await find_tool(session, org_id=org_id, name=name)
+    local = await session.scalar(
+        select(LocalTool).where(LocalTool.tool_id == tool.id).options(selectinload(LocalTool.document))
+    )
+    if local is None and (new_name is not KEEP or description is not KEEP):
+        raise InvalidInput(
+            f"tool {tool.name!r} takes its name and description from its upstream; override them where it is attached"
+        )
+    if not isinstance(rate_limit, Keep):
+        tool.rate_limit = check_rate_limit(rate_limit)
+    if local is not None:
+        if not isinstance(new_name, Keep) and (clean := _local_name(new_name)) != tool.name:
+            await _refuse_taken(session, org_id=org_id, name=clean)
+            tool.name = local.name = clean
+        if not isinstance(description, Keep):
+            text = (description or "").strip()
+            tool.description = text or default_description(local.kind, path=local.path, document=local.document.slug)
+        definition = {**tool.definition, "name": tool.name, "description": tool.description}
+        tool.definition, tool.definition_hash = definition, definition_hash(definition)
+    await bump_servers(session, servers_with([tool.id]))
+    await session.flush()
+    return tool
+
+
+async def get_local_tool(session: AsyncSession, *, org_id: str, name: str) -> LocalToolInfo:
+    """One local tool of the org by name or id, as a plain value."""
+    tool = await find_tool(session, org_id=org_id, name=name)
+    for found in await list_local_tools(session, org_id=org_id, tool_id=tool.id):
+        return found
+    raise NotFound(f"tool {tool.name!r} is not a local tool")
 
 
 async def find_tool(session: AsyncSession, *, org_id: str, name: str) -> Tool:
@@ -167,6 +226,12 @@ async def local_target(session: AsyncSession, *, tool_id: str) -> LocalTarget | 
     return LocalTarget(tool_id=tool_id, document_id=row[0], path=row[1], kind=row[2])
 
 
+def _override_name(name: str | None) -> str | None:
+    if name is not None and not is_valid_tool_name(name.strip()):
+        raise InvalidInput(f"tool name {name!r} must be 1-128 characters of letters, digits, '_', '-', '.'")
+    return name.strip() if name else None
+
+
 async def attach_tool(
     session: AsyncSession,
     *,
@@ -174,6 +239,7 @@ async def attach_tool(
     tool: Tool,
     override_name: str | None = None,
     override_description: str | None = None,
+    enabled: bool = True,
 ) -> ToolRow:
     """Attach a registry tool to a server (it appears in tools/list at once); returns its row there."""
     if tool.template_id is not None:
@@ -184,8 +250,7 @@ async def attach_tool(
         )
         if linked is None:
             raise InvalidInput(f"tool {tool.name!r} comes from an upstream that server {server.slug!r} does not use")
-    if override_name is not None and not is_valid_tool_name(override_name.strip()):
-        raise InvalidInput(f"tool name {override_name!r} must be 1-128 characters of letters, digits, '_', '-', '.'")
+    exposed = _override_name(override_name)
     exists = await session.scalar(
         select(ServerTool.id).where(ServerTool.server_id == server.id, ServerTool.tool_id == tool.id)
     )
@@ -195,11 +260,42 @@ async def attach_tool(
         id=new_id(),
         server_id=server.id,
         tool_id=tool.id,
-        override_name=override_name.strip() if override_name else None,
+        override_name=exposed,
         override_description=override_description,
-        enabled=True,
+        enabled=enabled,
     )
     session.add(attached)
+    await bump_server(session, server)
+    rows = await server_tools(session, server=server)
+    return next(row for row in rows if row.server_tool_id == attached.id)
+
+
+async def set_attachment(
+    session: AsyncSession,
+    *,
+    server: Server,
+    tool: Tool,
+    override_name: str | None,
+    override_description: str | None,
+    enabled: bool,
+) -> ToolRow:
+    """Attach a tool to a server, or change how the server exposes it (name, description, enabled)."""
+    attached = await session.scalar(
+        select(ServerTool).where(ServerTool.server_id == server.id, ServerTool.tool_id == tool.id)
+    )
+    if attached is None:
+        return await attach_tool(
+            session,
+            server=server,
+            tool=tool,
+            override_name=override_name,
+            override_description=override_description,
+            enabled=enabled,
+        )
+    exposed = _override_name(override_name)
+    attached.override_name = exposed
+    attached.override_description = override_description
+    attached.enabled = enabled
     await bump_server(session, server)
     rows = await server_tools(session, server=server)
     return next(row for row in rows if row.server_tool_id == attached.id)
@@ -226,8 +322,10 @@ async def delete_local_tool(session: AsyncSession, *, org_id: str, name: str) ->
     await session.flush()
 
 
-async def list_local_tools(session: AsyncSession, *, org_id: str, document: str | None = None) -> list[LocalToolInfo]:
-    """The org's local tools (or one document's), by name."""
+async def list_local_tools(
+    session: AsyncSession, *, org_id: str, document: str | None = None, tool_id: str | None = None
+) -> list[LocalToolInfo]:
+    """The org's local tools (or one document's, or one tool), by name."""
     query = (
         select(LocalTool)
         .where(LocalTool.org_id == org_id)
@@ -237,6 +335,8 @@ async def list_local_tools(session: AsyncSession, *, org_id: str, document: str 
     if document is not None:
         doc = await get_document(session, org_id=org_id, name=document)
         query = query.where(LocalTool.document_id == doc.id)
+    if tool_id is not None:
+        query = query.where(LocalTool.tool_id == tool_id)
     locals_ = (await session.scalars(query)).all()
     attached: dict[str, list[str]] = {}
     ids = [lt.tool_id for lt in locals_]

@@ -28,6 +28,7 @@ _PREFIX_ATTEMPTS = 5
 class ToolKeySummary:
     """A tool key as lists show it: never any secret material."""
 
+    id: str
     prefix: str
     name: str
     tool: str
@@ -111,20 +112,23 @@ async def list_tool_keys(session: AsyncSession, *, org_id: str, tool: Tool | Non
     if tool is not None:
         query = query.where(ToolAccessKey.tool_id == tool.id)
     now = utcnow()
-    return [
-        ToolKeySummary(
-            prefix=key.prefix,
-            name=key.name,
-            tool=tool_name,
-            scopes=tuple(key.scopes),
-            state=tool_key_state(key, now=now),
-            created_at=key.created_at,
-            expires_at=key.expires_at,
-            last_used_at=key.last_used_at,
-            revoked_at=key.revoked_at,
-        )
-        for key, tool_name in (await session.execute(query)).all()
-    ]
+    return [summary_of(key, tool=tool_name, now=now) for key, tool_name in (await session.execute(query)).all()]
+
+
+def summary_of(key: ToolAccessKey, *, tool: str, now: datetime | None = None) -> ToolKeySummary:
+    """A tool key's metadata (the name of its tool given), never its secret."""
+    return ToolKeySummary(
+        id=key.id,
+        prefix=key.prefix,
+        name=key.name,
+        tool=tool,
+        scopes=tuple(key.scopes),
+        state=tool_key_state(key, now=now),
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        last_used_at=key.last_used_at,
+        revoked_at=key.revoked_at,
+    )
 
 
 async def revoke_tool_key(session: AsyncSession, *, org_id: str, prefix: str) -> ToolAccessKey:

@@ -61,10 +61,10 @@ def served(settings: Settings) -> Iterator[tuple[str, Person, str]]:
         thread.join(timeout=15)
 
 
-@pytest.mark.timeout(600)  # every operation x 30 examples: past the default 120 s on a loaded shared box
+@pytest.mark.timeout(900)  # 30 examples for each of ~45 operations: more than the suite's 120 s on a busy machine
 def test_every_operation_answers_without_5xx_and_as_documented(served: tuple[str, Person, str]) -> None:
     base, who, slug = served
-    document = httpx.get(f"{base}/api/v1/openapi.json").json()
+    document = httpx.get(f"{base}/api/v1/openapi.json", timeout=120).json()  # built on first use: slow under load
     schema = schemathesis.openapi.from_dict(document)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20

@@ -10,9 +10,13 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from patchbay.engine.runner import Limits
+from patchbay.services.documents import create_document
 from patchbay.services.keys import create_key
+from patchbay.services.local_tools import create_local_tool
 from patchbay.services.orgs import get_org
 from patchbay.services.servers import get_server
+from patchbay.services.tool_keys import create_tool_key
 from patchbay.settings import Settings
 from patchbay.store.models import User
 from tests.web.api.conftest import Person, add_org_upstream, org_with, person, stock_org
@@ -27,6 +31,8 @@ class World:
     org: dict[str, str]  # "own" / "other" -> slug
     people: dict[str, Person]
     key_of: dict[str, str]  # holder name -> key prefix, in their org
+    tool_of: dict[str, str]  # "own" / "other" -> id of the org's local tool shop_items
+    tool_key_of: dict[str, str]  # "own" / "other" -> prefix of a key to that tool
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,29 @@ CASES = [
     ),
     Case("revoke own key", "DELETE", "/orgs/{org}/keys/{own_key}", "member"),
     Case("revoke another's key", "DELETE", "/orgs/{org}/keys/{keyholder_key}", "admin"),
+    Case("list projects", "GET", "/orgs/{org}/projects", "member"),
+    Case("create project", "POST", "/orgs/{org}/projects", "admin", lambda w, r: {"name": f"p {r}"}),
+    Case("list documents", "GET", "/orgs/{org}/documents", "member"),
+    Case("read document", "GET", "/orgs/{org}/documents/shop", "member"),
+    Case("create document", "POST", "/orgs/{org}/documents", "admin", lambda w, r: {"name": f"d {r}", "value": 1}),
+    Case("replace document", "PUT", "/orgs/{org}/documents/shop", "admin", lambda w, r: {"value": {"items": [1]}}),
+    Case(
+        "create local tool",
+        "POST",
+        "/orgs/{org}/tools",
+        "admin",
+        lambda w, r: {"name": "shop_get", "document": "shop", "path": "/items", "type": "get"},
+    ),
+    Case("read tool", "GET", "/orgs/{org}/tools/{shop_tool}", "member"),
+    Case("update tool", "PUT", "/orgs/{org}/tools/{shop_tool}", "admin", lambda w, r: {"rate_limit": 100}),
+    Case("attach tool", "PUT", "/orgs/{org}/servers/main/tools/{shop_tool}", "admin", lambda w, r: {"name": "items"}),
+    Case("detach tool", "DELETE", "/orgs/{org}/servers/main/tools/{shop_tool}", "admin"),
+    Case("execute a tool as oneself", "POST", "/tools/{shop_tool}/execute", "member", lambda w, r: {"expression": "@"}),
+    Case("list tool keys", "GET", "/orgs/{org}/tool-keys", "admin"),
+    Case("create tool key", "POST", "/orgs/{org}/tool-keys", "admin", lambda w, r: {"tool": "shop_items"}),
+    Case("revoke tool key", "DELETE", "/orgs/{org}/tool-keys/{tool_key}", "admin"),
+    Case("delete tool", "DELETE", "/orgs/{org}/tools/{shop_tool}", "admin"),
+    Case("delete document", "DELETE", "/orgs/{org}/documents/shop?force=true", "admin"),
 ]
 
 
@@ -124,7 +153,9 @@ async def build_world(sessionmaker: async_sessionmaker[AsyncSession], settings: 
     )
     other = await org_with(sessionmaker, "Other", [(people["stranger"], "owner")])
     key_of: dict[str, str] = {}
-    for slug in (own, other):
+    tool_of: dict[str, str] = {}
+    tool_key_of: dict[str, str] = {}
+    for where, slug in (("own", own), ("other", other)):
         await stock_org(sessionmaker, settings, slug)
         await add_org_upstream(sessionmaker, settings, slug, "spare clock")
         async with sessionmaker() as session:
@@ -138,8 +169,27 @@ async def build_world(sessionmaker: async_sessionmaker[AsyncSession], settings: 
                     session, server=server, user=user, name="", allow=None, expires_in=None, secret=b"x" * 32
                 )
                 key_of[holder] = key.prefix
+            await create_document(
+                session, org_id=org.id, name="shop", value={"items": []}, project=None, limits=Limits()
+            )
+            tool = await create_local_tool(
+                session, org_id=org.id, name="shop_items", document="shop", path="/items", kind="query"
+            )
+            tool_key, _secret = await create_tool_key(
+                session,
+                org_id=org.id,
+                tool=tool,
+                name="",
+                scopes=[],
+                expires_in=None,
+                rate_limit=None,
+                secret=b"x" * 32,
+            )
+            tool_of[where], tool_key_of[where] = tool.id, tool_key.prefix
             await session.commit()
-    return World(org={"own": own, "other": other}, people=people, key_of=key_of)
+    return World(
+        org={"own": own, "other": other}, people=people, key_of=key_of, tool_of=tool_of, tool_key_of=tool_key_of
+    )
 
 
 def _path(case: Case, world: World, role: str, where: str) -> str:
@@ -149,6 +199,8 @@ def _path(case: Case, world: World, role: str, where: str) -> str:
         spare=world.people["spare" if where == "own" else "stranger"].id,
         own_key=world.key_of[holder],
         keyholder_key=world.key_of["keyholder" if where == "own" else "stranger"],
+        shop_tool=world.tool_of[where],
+        tool_key=world.tool_key_of[where],
     )
 
 
@@ -173,6 +225,8 @@ async def test_every_action_is_allowed_exactly_for_the_roles_the_policy_names(
             expected = {"GET": 200, "POST": 201, "PATCH": 200, "PUT": 200, "DELETE": 204}[case.method]
             if case.name == "import upstreams":
                 expected = 200  # a report per entry, not one created thing
+            if case.name == "execute a tool as oneself":
+                expected = 200  # a call, not a creation
         else:
             expected = 403
         outcomes[case.name] = (response.status_code, expected)

@@ -58,7 +58,8 @@ class Caller:
     session: LoginSession | None = None
 
 
-def _bearer(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
+    """The credential of an `Authorization: Bearer` header, if any."""
     value = request.headers.get("authorization", "")
     scheme, _, credential = value.partition(" ")
     return credential.strip() if scheme.lower() == "bearer" and credential.strip() else None
@@ -66,7 +67,7 @@ def _bearer(request: Request) -> str | None:
 
 async def current_caller(request: Request, session: Db) -> Caller:
     """The caller, from a personal access token or a login cookie; 401 otherwise."""
-    token = _bearer(request)
+    token = bearer_token(request)
     if token is not None:
         user = await user_for_token(session, presented=token, secret=gateway(request).secret)
         if user is None:

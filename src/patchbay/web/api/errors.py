@@ -21,6 +21,7 @@ from patchbay.errors import (
     PatchbayError,
     RateLimited,
     StoreUnavailable,
+    TooLarge,
     Unauthenticated,
     UpstreamError,
     UpstreamTimeout,
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 _STATUS: tuple[tuple[type[PatchbayError], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),
+    (TooLarge, 413),
     (InvalidInput, 422),
     (Unauthenticated, 401),
     (Forbidden, 403),
@@ -64,6 +66,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _doc("Signed in, but the role does not allow this (or the CSRF token is missing)"),
     404: _doc("No such thing in an organization you belong to"),
     409: _doc("Conflicts with the current state"),
+    413: _doc("A value is over its size limit"),
     422: _doc("The request is malformed or a value is invalid"),
     429: _doc("Too many attempts; try again later"),
     503: _doc("The database or shared store is unavailable"),
@@ -89,10 +92,14 @@ async def _patchbay_error(_request: Request, exc: Exception) -> JSONResponse:
     if status == 500:
         logger.error("unmapped error %s: %s", type(exc).__name__, exc)
         return error_response(500, "internal", "internal error")
-    headers = {"www-authenticate": "Bearer"} if status == 401 else None
+    return error_response(status, exc.code, str(exc) or exc.code, error_headers(exc, status))
+
+
+def error_headers(exc: PatchbayError, status: int) -> dict[str, str] | None:
+    """What an error response carries besides its body: how to authenticate, when to retry."""
     if isinstance(exc, RateLimited):
-        headers = {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
-    return error_response(status, exc.code, str(exc) or exc.code, headers)
+        return {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
+    return {"www-authenticate": "Bearer"} if status == 401 else None
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
