@@ -56,20 +56,20 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def _doc(description: str) -> dict[str, Any]:
+def error_doc(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
 
 
 # Declared on every router, so the OpenAPI document describes the errors clients really get.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: _doc("Not signed in, or the token is unknown, expired or revoked"),
-    403: _doc("Signed in, but the role does not allow this (or the CSRF token is missing)"),
-    404: _doc("No such thing in an organization you belong to"),
-    409: _doc("Conflicts with the current state"),
-    413: _doc("A value is over its size limit"),
-    422: _doc("The request is malformed or a value is invalid"),
-    429: _doc("Too many attempts; try again later"),
-    503: _doc("The database or shared store is unavailable"),
+    401: error_doc("Not signed in, or the token is unknown, expired or revoked"),
+    403: error_doc("Signed in, but the role does not allow this (or the CSRF token is missing)"),
+    404: error_doc("No such thing in an organization you belong to"),
+    409: error_doc("Conflicts with the current state"),
+    413: error_doc("A value is over its size limit"),
+    422: error_doc("The request is malformed or a value is invalid"),
+    429: error_doc("Too many attempts; try again later"),
+    503: error_doc("The database or shared store is unavailable"),
 }
 
 

@@ -21,7 +21,7 @@ from patchbay.services.execution import arguments_object, execute_direct, route_
 from patchbay.services.orgs import list_my_orgs
 from patchbay.services.paging import PageRequest
 from patchbay.web.api.deps import Gw, bearer_token, current_caller, org_access
-from patchbay.web.api.errors import ERROR_RESPONSES, error_headers, error_response, status_of
+from patchbay.web.api.errors import ERROR_RESPONSES, error_doc, error_headers, error_response, status_of
 
 router = APIRouter(tags=["execution"], responses=ERROR_RESPONSES)
 
@@ -50,7 +50,12 @@ _BODY = {
     "/tools/{tool_id}/execute",
     summary="Execute a tool with a tool key (X-Tool-Key), an API key, or a user session",
     openapi_extra=_BODY,
-    responses={200: {"description": "The tool's result", "content": {"application/json": {}}}},
+    responses={
+        200: {"description": "The tool's result", "content": {"application/json": {}}},
+        400: error_doc("The arguments break the tool's input schema, or the organization is ambiguous"),
+        502: error_doc("The upstream MCP server failed or answered something invalid"),
+        504: error_doc("The upstream MCP server did not answer in time"),
+    },
 )
 async def execute(tool_id: ToolRef, request: Request, gw: Gw, org: OrgQuery = None) -> JSONResponse:
     try:
