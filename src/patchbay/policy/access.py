@@ -34,6 +34,8 @@ class Action(StrEnum):
     CONFIG_SET_OWN = "config.set_own"
     KEYS_OWN = "keys.own"  # read, create and revoke one's own keys
     KEYS_ANY = "keys.any"  # read and revoke everyone's keys, create keys for other members
+    LOGS_OWN = "logs.own"  # read the audit records of one's own calls and keys
+    LOGS_ANY = "logs.any"  # read every audit record of the org
 
 
 # The least role that may perform each action.
@@ -51,6 +53,8 @@ _MIN_ROLE: dict[Action, Role] = {
     Action.CONFIG_SET_OWN: "member",
     Action.KEYS_OWN: "member",
     Action.KEYS_ANY: "admin",
+    Action.LOGS_OWN: "member",
+    Action.LOGS_ANY: "admin",
 }
 
 
@@ -103,3 +107,8 @@ def can_assign(access: OrgAccess, role: str) -> bool:
 def key_owner_scope(access: OrgAccess) -> str | None:
     """Whose keys the caller may list: everyone's (None) for admins, else only their own."""
     return None if allowed(access.role, Action.KEYS_ANY) else access.user_id
+
+
+def log_user_scope(access: OrgAccess) -> str | None:
+    """Whose audit records the caller may read: the whole org's (None) for admins, else their own."""
+    return None if allowed(access.role, Action.LOGS_ANY) else access.user_id

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from patchbay.auth.sessions import LoginSessions
 from patchbay.runtime import Gateway
-from patchbay.web.api import auth, catalog, configs, keys, me, members, orgs, servers, tools, upstreams, users
+from patchbay.web.api import auth, catalog, configs, keys, logs, me, members, orgs, servers, tools, upstreams, users
 from patchbay.web.api.errors import install_error_handlers
 from patchbay.web.api.nul import refuse_nul
 
@@ -28,6 +28,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     servers.router,
     tools.router,
     keys.router,
+    logs.router,
 )
 
 

@@ -6,28 +6,27 @@ administrators may; org admins add remote (HTTP) upstreams.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from patchbay.errors import PatchbayError
 from patchbay.policy.access import Action, OrgAccess, authorize_platform
-from patchbay.routing.discovery import discover
 from patchbay.services.catalog import update_template
 from patchbay.services.paging import page_of
-from patchbay.services.upstream_input import check_upstream, redact_url
+from patchbay.services.upstream_add import Check, Store, add_entry, import_entries, store_entry
+from patchbay.services.upstream_input import UpstreamInput, check_upstream, redact_url
 from patchbay.services.upstreams import (
+    DiscoveredUpstream,
     UpstreamSummary,
-    add_upstream,
     ensure_upstream_name_free,
     get_upstream,
     list_upstreams,
     parse_mcp_servers_file,
     remove_upstream,
 )
+from patchbay.store.models import ServerTemplate
 from patchbay.web.api.deps import Db, Gw, Requires
 from patchbay.web.api.errors import ERROR_RESPONSES
 from patchbay.web.api.pagination import PageOut, Paging, page_out
@@ -131,6 +130,25 @@ async def get(
     return upstream_out(await _summary(session, access.org_id, template.id))
 
 
+def _checker(session: Db, access: OrgAccess, owner: str | None) -> Check:
+    async def check(entry: UpstreamInput) -> str:
+        if entry.transport == "stdio":
+            authorize_platform(platform_admin=access.platform_admin, what="add upstreams that run a local command")
+        return await ensure_upstream_name_free(session, org_id=owner, name=entry.name)
+
+    return check
+
+
+def _storer(session: Db, gw: Gw, owner: str | None, required: list[str] | None = None) -> Store:
+    async def store(entry: UpstreamInput, found: DiscoveredUpstream) -> ServerTemplate:
+        async with session.begin_nested():  # in an import, one bad entry leaves the others stored
+            return await store_entry(
+                session, org_id=owner, entry=entry, found=found, secret=gw.secret, required=required or ()
+            )
+
+    return store
+
+
 @router.post("", status_code=201, summary="Connect to an upstream, list its tools, store it (admins)")
 async def add(
     body: UpstreamIn,
@@ -142,26 +160,12 @@ async def add(
     entry = check_upstream(
         name=body.name, transport=transport, command=body.command, url=body.url, env=body.env, headers=body.headers
     )
-    if entry.transport == "stdio":
-        authorize_platform(platform_admin=access.platform_admin, what="add upstreams that run a local command")
     if body.scope == "global":
         authorize_platform(platform_admin=access.platform_admin, what="add to the global catalog")
     owner = None if body.scope == "global" else access.org_id
-    await ensure_upstream_name_free(session, org_id=owner, name=entry.name)
-    found = await discover(entry.spec(), timeout=DISCOVERY_TIMEOUT)
-    template = await add_upstream(
-        session,
-        org_id=owner,
-        name=entry.name,
-        transport=entry.transport,
-        command=entry.command,
-        url=entry.url,
-        env=entry.env,
-        headers=entry.headers,
-        discovery=found,
-        secret=gw.secret,
-        required=body.required_keys,
-    )
+    check, store = _checker(session, access, owner), _storer(session, gw, owner, body.required_keys)
+    template = (await add_entry(entry, check=check, store=store, seconds=DISCOVERY_TIMEOUT)).template
+    assert template is not None  # add_entry raises otherwise
     update_template(
         template, description=body.description, tags=body.tags, icon=body.icon or "", visibility=body.visibility
     )
@@ -185,44 +189,14 @@ async def import_(
 ) -> list[ImportOutcome]:
     # No ${VAR} expansion: the gateway's own environment is not the caller's to read.
     entries = parse_mcp_servers_file(json.dumps(document), environ={})
-    outcomes: list[ImportOutcome] = []
-    ready = []
-    for entry in entries:
-        try:
-            if entry.transport == "stdio":
-                authorize_platform(platform_admin=access.platform_admin, what="add upstreams that run a local command")
-            await ensure_upstream_name_free(session, org_id=access.org_id, name=entry.name)
-            ready.append(entry)
-        except PatchbayError as exc:
-            outcomes.append(ImportOutcome(name=entry.name, ok=False, error=str(exc)))
-    found = await asyncio.gather(
-        *(discover(entry.spec(), timeout=DISCOVERY_TIMEOUT) for entry in ready), return_exceptions=True
-    )
-    for entry, result in zip(ready, found, strict=True):
-        if isinstance(result, PatchbayError):
-            outcomes.append(ImportOutcome(name=entry.name, ok=False, error=str(result)))
+    check, store = _checker(session, access, access.org_id), _storer(session, gw, access.org_id)
+    outcomes = []
+    for done in await import_entries(entries, check=check, store=store, seconds=DISCOVERY_TIMEOUT):
+        if done.template is None or done.error is not None:
+            outcomes.append(ImportOutcome(name=done.entry.name, ok=False, error=done.error))
             continue
-        if isinstance(result, BaseException):
-            raise result
-        try:
-            async with session.begin_nested():  # one bad entry leaves the others stored
-                template = await add_upstream(
-                    session,
-                    org_id=access.org_id,
-                    name=entry.name,
-                    transport=entry.transport,
-                    command=entry.command,
-                    url=entry.url,
-                    env=entry.env,
-                    headers=entry.headers,
-                    discovery=result,
-                    secret=gw.secret,
-                )
-        except PatchbayError as exc:
-            outcomes.append(ImportOutcome(name=entry.name, ok=False, error=str(exc)))
-            continue
-        summary = await _summary(session, access.org_id, template.id)
-        outcomes.append(ImportOutcome(name=entry.name, ok=True, upstream=upstream_out(summary)))
+        summary = await _summary(session, access.org_id, done.template.id)
+        outcomes.append(ImportOutcome(name=done.entry.name, ok=True, upstream=upstream_out(summary)))
     return outcomes
 
 
