@@ -8,13 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from patchbay.services.keys import create_key
 from patchbay.services.orgs import get_org
 from patchbay.services.servers import get_server
 from patchbay.settings import Settings
-from patchbay.store.models import User
+from patchbay.store.models import AuditRecord, User
 from tests.web.api.conftest import Person, add_org_upstream, org_with, person, stock_org
 
 pytestmark = pytest.mark.anyio
@@ -27,6 +28,7 @@ class World:
     org: dict[str, str]  # "own" / "other" -> slug
     people: dict[str, Person]
     key_of: dict[str, str]  # holder name -> key prefix, in their org
+    record_of: dict[str, str]  # holder name -> id of the audit record of their key's creation
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,10 @@ CASES = [
     ),
     Case("revoke own key", "DELETE", "/orgs/{org}/keys/{own_key}", "member"),
     Case("revoke another's key", "DELETE", "/orgs/{org}/keys/{keyholder_key}", "admin"),
+    Case("read one's own audit records", "GET", "/orgs/{org}/logs", "member"),
+    Case("read a member's audit records", "GET", "/orgs/{org}/logs?user={keyholder_email}", "admin"),
+    Case("read one's own key's audit record", "GET", "/orgs/{org}/logs/{own_key_record}", "member"),
+    Case("read another key's audit record", "GET", "/orgs/{org}/logs/{keyholder_key_record}", "admin"),
 ]
 
 
@@ -138,7 +144,13 @@ async def build_world(sessionmaker: async_sessionmaker[AsyncSession], settings: 
                 )
                 key_of[holder] = key.prefix
             await session.commit()
-    return World(org={"own": own, "other": other}, people=people, key_of=key_of)
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(AuditRecord.key_prefix, AuditRecord.id).where(AuditRecord.event == "key.created")
+        )
+        by_prefix = dict(rows.all())
+    record_of = {holder: by_prefix[prefix] for holder, prefix in key_of.items()}
+    return World(org={"own": own, "other": other}, people=people, key_of=key_of, record_of=record_of)
 
 
 def _path(case: Case, world: World, role: str, where: str) -> str:
@@ -148,6 +160,9 @@ def _path(case: Case, world: World, role: str, where: str) -> str:
         spare=world.people["spare" if where == "own" else "stranger"].id,
         own_key=world.key_of[holder],
         keyholder_key=world.key_of["keyholder" if where == "own" else "stranger"],
+        keyholder_email=world.people["keyholder" if where == "own" else "stranger"].email,
+        own_key_record=world.record_of[holder],
+        keyholder_key_record=world.record_of["keyholder" if where == "own" else "stranger"],
     )
 
 
