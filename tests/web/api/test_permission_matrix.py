@@ -101,6 +101,8 @@ CASES = [
         "admin",
         lambda w, r: {"disable": ["clock__set_alarm"]},
     ),
+    Case("change server options", "PATCH", "/orgs/{org}/servers/main", "admin", lambda w, r: {"compact": False}),
+    Case("change server upstreams", "PATCH", "/orgs/{org}/servers/main/upstreams", "admin", lambda w, r: {}),
     Case("list keys", "GET", "/orgs/{org}/keys", "member"),
     Case("create own key", "POST", "/orgs/{org}/keys", "member", lambda w, r: {"server": "main"}),
     Case(

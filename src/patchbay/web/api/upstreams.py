@@ -17,6 +17,7 @@ from patchbay.services.catalog import update_template
 from patchbay.services.paging import page_of
 from patchbay.services.upstream_add import Check, Store, add_entry, import_entries, store_entry
 from patchbay.services.upstream_input import UpstreamInput, check_upstream, redact_url
+from patchbay.services.upstream_sync import sync_upstream
 from patchbay.services.upstreams import (
     DiscoveredUpstream,
     UpstreamSummary,
@@ -213,6 +214,41 @@ async def update(
     update_template(template, description=body.description, tags=body.tags, icon=body.icon, visibility=body.visibility)
     await session.flush()
     return upstream_out(await _summary(session, access.org_id, template.id))
+
+
+class SyncOut(BaseModel):
+    upstream: str
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    quarantined: list[str] = Field(description="Rewritten tools, held back until approved.")
+
+
+@router.post("/{upstream}/sync", summary="Ask an upstream for its tools now (admins; global: platform admins)")
+async def sync(
+    upstream: UpstreamRef, access: Annotated[OrgAccess, Requires(Action.TEMPLATES_MANAGE)], session: Db, gw: Gw
+) -> SyncOut:
+    template = await get_upstream(session, slug=upstream, org_id=access.org_id)
+    if template.org_id is None:
+        authorize_platform(platform_admin=access.platform_admin, what="sync the global catalog")
+    slug, template_id = template.slug, template.id
+    await session.commit()  # discovery runs outside any transaction, as `patchbay upstream sync` does
+    result = await sync_upstream(
+        gw.sessionmaker,
+        template_id=template_id,
+        secret=gw.secret,
+        timeout=DISCOVERY_TIMEOUT,
+        pool=gw.pool,
+        org_id=access.org_id,
+        channel="api",
+    )
+    return SyncOut(
+        upstream=slug,
+        added=result.added,
+        changed=result.changed,
+        removed=result.removed,
+        quarantined=result.quarantined,
+    )
 
 
 @router.delete("/{upstream}", status_code=204, summary="Remove one of the organization's upstreams (admins)")
