@@ -63,12 +63,13 @@ def served(settings: Settings) -> Iterator[tuple[str, Person, str]]:
 
 def _limits(path: str) -> dict[str, float]:
     """An event stream never ends by itself: read it for a moment (cut short, then validated)."""
-    return {"timeout": 1.5} if path.endswith("/stream") else {}
+    return {"timeout": 0.5} if path.endswith("/stream") else {}
 
 
+@pytest.mark.timeout(600)  # 30 examples for each of ~45 operations: minutes on a busy shared machine
 def test_every_operation_answers_without_5xx_and_as_documented(served: tuple[str, Person, str]) -> None:
     base, who, slug = served
-    document = httpx.get(f"{base}/api/v1/openapi.json").json()
+    document = httpx.get(f"{base}/api/v1/openapi.json", timeout=60).json()
     schema = schemathesis.openapi.from_dict(document)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
