@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     payload_max_bytes: int = Field(default=256 * 1024, ge=0, description="bigger bodies are stored as a stub")
     audit_retention_days: float | None = Field(default=None, gt=0, description="unset: keep records forever")
 
+    # /metrics: with a token, scrapers send "Authorization: Bearer <token>" (from anywhere);
+    # without one, only loopback clients may scrape.
+    metrics_token: str | None = None
+
     # OpenTelemetry: spans are made and exported only when an OTLP/HTTP endpoint is set.
     otlp_endpoint: str | None = None
 

@@ -50,7 +50,9 @@ async def test_metrics_count_calls_by_server_tool_channel_and_status_and_show_th
             while True:
                 response = await http.get("/metrics")
                 samples = parse(response.text)
-                if samples.get(f"patchbay_calls_total{denied}") == 1:
+                # The auth.failed event is submitted after the denied call: wait for both to be counted.
+                failed = samples.get('patchbay_security_events_total{event="auth.failed",status="denied"}')
+                if samples.get(f"patchbay_calls_total{denied}") == 1 and failed is not None:
                     break
                 await asyncio.sleep(0.02)
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")

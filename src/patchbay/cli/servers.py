@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from patchbay.cli.output import emit_json, emit_table, plural
 from patchbay.cli.runtime import Env, run
 from patchbay.errors import InvalidInput
-from patchbay.services.server_changes import (
-    attach_tools,
-    detach_tools,
-    link_upstreams,
-    override_tools,
-    set_server_options,
-    unlink_upstreams,
-)
-from patchbay.services.servers import create_server, get_server, set_payload_capture, set_tools_enabled
+from patchbay.services.server_changes import change_tools, change_upstreams, set_server_options
+from patchbay.services.servers import create_server, get_server, set_payload_capture
 from patchbay.services.tools import ToolRow, server_tools
+from patchbay.store.models import Server
 
 app = typer.Typer(help="Servers: what one MCP endpoint exposes.", no_args_is_help=True)
 
@@ -139,26 +135,19 @@ def tools_(
     """Show a server's tools; the options change them (connected clients are told at once)."""
     names, descriptions = _pairs(rename, "--rename"), _pairs(describe, "--describe")
 
-    async def work(env: Env) -> list[ToolRow]:
-        async with env.transaction() as session:
-            org = await env.org(session)
-            server = await get_server(session, org_id=org.id, name_or_slug=name)
-            rows = await server_tools(session, server=server)
-            if attach:
-                rows = await attach_tools(session, server=server, tools=attach)
-            if enable or disable:
-                rows = await set_tools_enabled(session, server=server, enable=enable or [], disable=disable or [])
-            if names or descriptions:
-                rows = await override_tools(session, server=server, names=names, descriptions=descriptions)
-            if detach:
-                rows = await detach_tools(session, server=server, tools=detach)
-            return rows
+    async def change(session: AsyncSession, server: Server) -> list[ToolRow]:
+        return await change_tools(
+            session,
+            server=server,
+            enable=enable or [],
+            disable=disable or [],
+            names=names,
+            descriptions=descriptions,
+            attach=attach or [],
+            detach=detach or [],
+        )
 
-    rows = run(ctx, work)
-    if as_json:
-        emit_json([tool_json(r) for r in rows])
-        return
-    tool_table(rows, empty="this server has no tools")
+    _show_tools(ctx, name, change, as_json)
 
 
 @app.command("upstreams")
@@ -171,16 +160,24 @@ def upstreams_(
 ) -> None:
     """Add or remove a server's upstreams; show its tools afterwards."""
 
+    async def change(session: AsyncSession, server: Server) -> list[ToolRow]:
+        return await change_upstreams(session, server=server, add=add or [], remove=remove or [])
+
+    _show_tools(ctx, name, change, as_json)
+
+
+def _show_tools(
+    ctx: typer.Context,
+    name: str,
+    change: Callable[[AsyncSession, Server], Awaitable[list[ToolRow]]],
+    as_json: bool,
+) -> None:
+    """Apply ``change`` to the server ``name`` in one transaction, then print its tools."""
+
     async def work(env: Env) -> list[ToolRow]:
         async with env.transaction() as session:
             org = await env.org(session)
-            server = await get_server(session, org_id=org.id, name_or_slug=name)
-            rows = await server_tools(session, server=server)
-            if remove:
-                rows = await unlink_upstreams(session, server=server, upstreams=remove)
-            if add:
-                rows = await link_upstreams(session, server=server, upstreams=add)
-            return rows
+            return await change(session, await get_server(session, org_id=org.id, name_or_slug=name))
 
     rows = run(ctx, work)
     if as_json:

@@ -6,11 +6,9 @@ Env and header values are secrets: they are encrypted at rest and never printed.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,16 +16,23 @@ import typer
 
 from patchbay.cli.output import emit_json, emit_table, plural
 from patchbay.cli.runtime import Env, run
-from patchbay.errors import InvalidInput, PatchbayError
+from patchbay.errors import InvalidInput
 from patchbay.oauth.connections import add_oauth_upstream
 from patchbay.oauth.registration import PreRegistered
-from patchbay.routing.upstream.http_common import HttpStatusError
 from patchbay.services.naming import default_tool_name
+from patchbay.services.upstream_add import (
+    Check,
+    Outcome,
+    Store,
+    StoreOAuth,
+    add_entry,
+    import_entries,
+    store_entry,
+)
 from patchbay.services.upstream_input import UpstreamInput, check_upstream, redact_url
 from patchbay.services.upstreams import (
     DiscoveredUpstream,
     SyncResult,
-    add_upstream,
     ensure_upstream_name_free,
     get_upstream,
     list_upstreams,
@@ -91,33 +96,41 @@ def build_input(
     )
 
 
-async def _discover(spec_input: UpstreamInput, seconds: float) -> DiscoveredUpstream:
-    from patchbay.routing.discovery import discover
+def _check(env: Env) -> Check:
+    async def check(entry: UpstreamInput) -> str:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            return await ensure_upstream_name_free(session, org_id=org.id, name=entry.name)
 
-    return await discover(spec_input.spec(), timeout=seconds)
-
-
-async def _store(env: Env, entry: UpstreamInput, found: DiscoveredUpstream) -> ServerTemplate:
-    async with env.transaction() as session:
-        org = await env.org(session)
-        return await add_upstream(
-            session,
-            org_id=org.id,
-            name=entry.name,
-            transport=entry.transport,
-            command=entry.command,
-            url=entry.url,
-            env=entry.env,
-            headers=entry.headers,
-            discovery=found,
-            secret=env.secret,
-        )
+    return check
 
 
-async def _check_free(env: Env, entry: UpstreamInput) -> str:
-    async with env.transaction() as session:
-        org = await env.org(session)
-        return await ensure_upstream_name_free(session, org_id=org.id, name=entry.name)
+def _store(env: Env) -> Store:
+    async def store(entry: UpstreamInput, found: DiscoveredUpstream) -> ServerTemplate:
+        async with env.transaction() as session:
+            org = await env.org(session)
+            return await store_entry(session, org_id=org.id, entry=entry, found=found, secret=env.secret)
+
+    return store
+
+
+def _store_oauth(env: Env, pre_registered: PreRegistered | None) -> StoreOAuth:
+    async def store(entry: UpstreamInput) -> ServerTemplate:
+        assert entry.url is not None  # add_entry checks it
+        async with env.transaction() as session:
+            org = await env.org(session)
+            return await add_oauth_upstream(
+                session,
+                org_id=org.id,
+                name=entry.name,
+                url=entry.url,
+                transport=entry.transport,
+                settings=env.settings,
+                secret=env.secret,
+                pre_registered=pre_registered,
+            )
+
+    return store
 
 
 def describe(template: ServerTemplate, tools: list[str]) -> dict[str, Any]:
@@ -139,6 +152,12 @@ def describe(template: ServerTemplate, tools: list[str]) -> dict[str, Any]:
 def _tool_names(template: ServerTemplate, found: DiscoveredUpstream) -> list[str]:
     names = [str(t.get("name")) for t in found.tools]
     return sorted(default_tool_name(slug=template.slug, tool_name=n, plain=False) for n in names)
+
+
+def _tools_of(outcome: Outcome) -> list[str]:
+    if outcome.template is None or outcome.found is None:
+        return []
+    return _tool_names(outcome.template, outcome.found)
 
 
 def _server_label(template: ServerTemplate) -> str:
@@ -176,30 +195,18 @@ def add(
     client_secret = sys.stdin.readline().strip() if oauth_client_secret_stdin else None
 
     async def work(env_: Env) -> tuple[ServerTemplate, list[str]]:
-        await _check_free(env_, entry)
-        if not oauth and oauth_client_id is None:
-            try:
-                found = await _discover(entry, timeout)
-                template = await _store(env_, entry, found)
-                return template, _tool_names(template, found)
-            except HttpStatusError as exc:
-                if exc.status != 401 or entry.url is None or entry.env or entry.headers:
-                    raise
-        if entry.url is None:
-            raise InvalidInput("an OAuth upstream needs --url")
-        async with env_.transaction() as session:
-            org = await env_.org(session)
-            template = await add_oauth_upstream(
-                session,
-                org_id=org.id,
-                name=entry.name,
-                url=entry.url,
-                transport=entry.transport,
-                settings=env_.settings,
-                secret=env_.secret,
-                pre_registered=PreRegistered(oauth_client_id, client_secret) if oauth_client_id else None,
-            )
-        return template, []
+        pre_registered = PreRegistered(oauth_client_id, client_secret) if oauth_client_id else None
+        added = await add_entry(
+            entry,
+            check=_check(env_),
+            store=_store(env_),
+            seconds=timeout,
+            store_oauth=_store_oauth(env_, pre_registered),
+            oauth=oauth or oauth_client_id is not None,
+        )
+        assert added.template is not None  # add_entry raises otherwise
+        found = added.found
+        return added.template, _tool_names(added.template, found) if found is not None else []
 
     template, tools = run(ctx, work)
     if as_json:
@@ -214,43 +221,6 @@ def add(
     typer.echo(f"added upstream {template.slug} ({_server_label(template)}) with {plural(len(tools), 'tool')}")
     for tool in tools:
         typer.echo(f"  {tool}")
-
-
-@dataclass
-class _Outcome:
-    entry: UpstreamInput
-    template: ServerTemplate | None = None
-    tools: list[str] | None = None
-    error: str | None = None
-
-
-async def _import_all(env: Env, entries: list[UpstreamInput], seconds: float) -> list[_Outcome]:
-    outcomes = [_Outcome(entry) for entry in entries]
-    seen: set[str] = set()
-    for outcome in outcomes:
-        try:
-            slug = await _check_free(env, outcome.entry)
-        except PatchbayError as exc:
-            outcome.error = str(exc)
-            continue
-        if slug in seen:
-            outcome.error = f"upstream {slug!r} appears twice in the file"
-        seen.add(slug)
-    pending = [o for o in outcomes if o.error is None]
-    found = await asyncio.gather(*(_discover(o.entry, seconds) for o in pending), return_exceptions=True)
-    for outcome, result in zip(pending, found, strict=True):
-        if isinstance(result, PatchbayError):
-            outcome.error = str(result)
-            continue
-        if isinstance(result, BaseException):
-            raise result
-        try:
-            outcome.template = await _store(env, outcome.entry, result)
-        except PatchbayError as exc:
-            outcome.error = str(exc)
-            continue
-        outcome.tools = _tool_names(outcome.template, result)
-    return outcomes
 
 
 def _read(file: str) -> str:
@@ -272,14 +242,14 @@ def import_(
 ) -> None:
     """Add every server of an mcpServers file; ${VAR} expands from the environment."""
     entries = parse_mcp_servers_file(_read(file), environ=os.environ)
-    outcomes = run(ctx, lambda env: _import_all(env, entries, timeout))
+    outcomes = run(ctx, lambda env: import_entries(entries, check=_check(env), store=_store(env), seconds=timeout))
     failed = [o for o in outcomes if o.error is not None]
     if as_json:
         emit_json(
             [
                 {"name": o.entry.name, "ok": False, "error": o.error}
                 if o.template is None or o.error is not None
-                else {"name": o.entry.name, "ok": True, **describe(o.template, o.tools or [])}
+                else {"name": o.entry.name, "ok": True, **describe(o.template, _tools_of(o))}
                 for o in outcomes
             ]
         )
@@ -288,7 +258,7 @@ def import_(
             if o.error is not None or o.template is None:
                 typer.echo(f"failed  {o.entry.name}: {o.error}")
             else:
-                typer.echo(f"ok      {o.template.slug}: {plural(len(o.tools or []), 'tool')}")
+                typer.echo(f"ok      {o.template.slug}: {plural(len(_tools_of(o)), 'tool')}")
         typer.echo(f"imported {len(outcomes) - len(failed)} of {plural(len(outcomes), 'upstream')}")
     if failed:
         typer.echo(f"error: {plural(len(failed), 'upstream')} could not be imported", err=True)

@@ -41,6 +41,8 @@ class Action(StrEnum):
     # set and remove shared credentials, bind them to keys, create shared keys
     CREDENTIALS_MANAGE = "credentials.manage"
     CONNECTIONS_OWN = "connections.own"  # start, list and remove one's own OAuth connections
+    LOGS_OWN = "logs.own"  # read the audit records of one's own calls and keys
+    LOGS_ANY = "logs.any"  # read every audit record of the org
 
 
 # The least role that may perform each action.
@@ -64,6 +66,8 @@ _MIN_ROLE: dict[Action, Role] = {
     Action.CREDENTIALS_READ: "member",
     Action.CREDENTIALS_MANAGE: "admin",
     Action.CONNECTIONS_OWN: "member",
+    Action.LOGS_OWN: "member",
+    Action.LOGS_ANY: "admin",
 }
 
 
@@ -116,3 +120,8 @@ def can_assign(access: OrgAccess, role: str) -> bool:
 def key_owner_scope(access: OrgAccess) -> str | None:
     """Whose keys the caller may list: everyone's (None) for admins, else only their own."""
     return None if allowed(access.role, Action.KEYS_ANY) else access.user_id
+
+
+def log_user_scope(access: OrgAccess) -> str | None:
+    """Whose audit records the caller may read: the whole org's (None) for admins, else their own."""
+    return None if allowed(access.role, Action.LOGS_ANY) else access.user_id

@@ -39,6 +39,15 @@ async def authenticate(session: AsyncSession, *, email: str, password: str) -> U
     return user
 
 
+async def user_id_for_email(session: AsyncSession, *, email: str) -> str | None:
+    """The id of the account with this email, if there is one (for audit records)."""
+    try:
+        address = normalise_email(email)
+    except InvalidInput:
+        return None
+    return await session.scalar(select(User.id).where(User.email == address))
+
+
 async def change_password(session: AsyncSession, *, user: User, current: str, new: str) -> User:
     """Replace the password after checking the current one; every login session of the user ends."""
     if not user.password_hash or not verify_password(current, user.password_hash):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -156,7 +156,7 @@ async def follow_logs(
     after: str | None,
     poll_seconds: float = 1.0,
     batch: int = 500,
-) -> AsyncIterator[AuditEvent]:
+) -> AsyncGenerator[AuditEvent, None]:
     """Records newer than ``after`` as they are written, oldest first, until the caller stops."""
     last = _check_cursor(after) if after is not None else None
     while True:

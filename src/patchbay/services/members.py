@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from patchbay.audit import security
 from patchbay.errors import Conflict, InvalidInput, NotFound
 from patchbay.policy.access import ROLES
 from patchbay.services.paging import Page, PageRequest, fetch_page
@@ -48,6 +49,7 @@ async def add_member_by_email(session: AsyncSession, *, org: Organization, email
         raise Conflict(f"{user.email} is already a member")
     membership = Membership(org_id=org.id, user_id=user.id, role=role)
     session.add(membership)
+    _permission_event(session, org_id=org.id, user_id=user.id, detail=f"member added as {role}")
     await session.flush()
     return Member(membership, user)
 
@@ -58,6 +60,8 @@ async def change_role(session: AsyncSession, *, org_id: str, user_id: str, role:
     membership = await _require(session, org_id, user_id)
     if membership.role == "owner" and role != "owner":
         await _refuse_last_owner(session, org_id)
+    if membership.role != role:
+        _permission_event(session, org_id=org_id, user_id=user_id, detail=f"role {membership.role} -> {role}")
     membership.role = role
     await session.flush()
     user = await session.get(User, user_id)
@@ -78,8 +82,21 @@ async def remove_member(session: AsyncSession, *, org_id: str, user_id: str) -> 
     for key in keys:
         key.revoked_at = utcnow()
         await bump_key(session, key)
+    _permission_event(
+        session, org_id=org_id, user_id=user_id, detail=f"member ({membership.role}) removed, {len(keys)} keys revoked"
+    )
     await session.delete(membership)
     await session.flush()
+
+
+def _permission_event(session: AsyncSession, *, org_id: str, user_id: str, detail: str) -> None:
+    """A ``permission.changed`` event in the change's own transaction (user = the member concerned)."""
+    security.record(
+        session,
+        security.security_event(
+            event="permission.changed", channel="api", org_id=org_id, user_id=user_id, detail=detail
+        ),
+    )
 
 
 async def _membership(session: AsyncSession, org_id: str, user_id: str) -> Membership | None:

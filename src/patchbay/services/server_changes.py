@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from patchbay.audit.security import Channel
 from patchbay.errors import Conflict, InvalidInput
 from patchbay.services.naming import default_tool_name, is_valid_tool_name
 from patchbay.services.revisions import bump_server
@@ -156,6 +157,44 @@ async def unlink_upstreams(session: AsyncSession, *, server: Server, upstreams: 
     if upstreams:
         await session.flush()
         await bump_server(session, server)
+    return await server_tools(session, server=server)
+
+
+async def change_tools(
+    session: AsyncSession,
+    *,
+    server: Server,
+    enable: Sequence[str] = (),
+    disable: Sequence[str] = (),
+    names: Mapping[str, str] | None = None,
+    descriptions: Mapping[str, str] | None = None,
+    attach: Sequence[str] = (),
+    detach: Sequence[str] = (),
+    channel: Channel = "cli",
+) -> list[ToolRow]:
+    """Every change ``patchbay server tools`` and ``PATCH …/servers/{s}/tools`` make, in one order:
+    attach, switch on/off, rename/describe, detach. Answers the server's tools afterwards."""
+    from patchbay.services.servers import set_tools_enabled
+
+    if attach:
+        await attach_tools(session, server=server, tools=attach)
+    if enable or disable:
+        await set_tools_enabled(session, server=server, enable=enable, disable=disable, channel=channel)
+    if names or descriptions:
+        await override_tools(session, server=server, names=dict(names or {}), descriptions=dict(descriptions or {}))
+    if detach:
+        await detach_tools(session, server=server, tools=detach)
+    return await server_tools(session, server=server)
+
+
+async def change_upstreams(
+    session: AsyncSession, *, server: Server, add: Sequence[str] = (), remove: Sequence[str] = ()
+) -> list[ToolRow]:
+    """Take upstreams off a server, then link new ones (all their tools on); the tools afterwards."""
+    if remove:
+        await unlink_upstreams(session, server=server, upstreams=remove)
+    if add:
+        await link_upstreams(session, server=server, upstreams=add)
     return await server_tools(session, server=server)
 
 

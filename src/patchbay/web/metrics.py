@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from collections import Counter
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from patchbay.audit.metrics import CONTENT_TYPE, Exposition, hit_rate_gauges, render_calls
 from patchbay.runtime import Gateway
@@ -65,7 +67,27 @@ def render(gw: Gateway) -> str:
     return out.text()
 
 
+def scrape_allowed(request: Request, token: str | None) -> bool:
+    """With ``PATCHBAY_METRICS_TOKEN`` set: the bearer token must match (compared in constant time).
+    Without it: only a loopback client (a scraper on the same host, or a trusted proxy's forwarded
+    address when ``PATCHBAY_TRUST_PROXY_HEADERS`` is on)."""
+    if token:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+    host = request.client.host if request.client is not None else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def metrics_endpoint(request: Request) -> Response:
-    """The Starlette route for ``/metrics``."""
+    """The Starlette route for ``/metrics``: the gateway's state for allowed scrapers, else 403."""
     gw: Gateway = request.app.state.gateway
+    if not scrape_allowed(request, gw.settings.metrics_token):
+        return PlainTextResponse(
+            "metrics are for loopback clients or a bearer PATCHBAY_METRICS_TOKEN\n",
+            status_code=403,
+            headers={"www-authenticate": "Bearer"} if gw.settings.metrics_token else None,
+        )
     return Response(render(gw), media_type=CONTENT_TYPE)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from patchbay.settings import Settings
 from tests.fixtures.servers import stdio_command
+from tests.harness import modern_tool_call
 from tests.web.api.conftest import person
 
 pytestmark = pytest.mark.anyio
@@ -94,6 +96,20 @@ async def test_no_canary_leaks_anywhere(
     assert (await client.get(f"/api/v1/orgs/{org}/credentials")).status_code == 200
     token = await client.post("/api/v1/me/tokens", json={"name": "ci"}, headers=csrf)
     key_secret, token_secret = key.json()["key"], token.json()["token"]
+    # A call with the key, then its audit record and stored payload read back over REST.
+    call = modern_tool_call(key_secret, "fixture__echo", {"text": "hello"})
+    call["headers"]["Host"] = "127.0.0.1"  # type: ignore[index]  # /mcp admits local hosts only by default
+    called = await client.post("/mcp", **call)  # type: ignore[arg-type]
+    assert called.status_code == 200, called.text
+    async with asyncio.timeout(10):
+        while True:
+            listed = (await client.get(f"/api/v1/orgs/{org}/logs", params={"tool": "fixture__echo"})).json()["items"]
+            if listed and listed[0]["payload_stored"]:
+                break
+            await asyncio.sleep(0.02)
+    assert (await client.get(f"/api/v1/orgs/{org}/logs/{listed[0]['id']}")).status_code == 200
+    payload = await client.get(f"/api/v1/orgs/{org}/logs/{listed[0]['id']}/payload")
+    assert payload.status_code == 200 and payload.json()["tool"] == "fixture__echo"
     for path in ("/api/v1/me", "/api/v1/me/tokens", f"/api/v1/orgs/{org}/keys", f"/api/v1/orgs/{org}/upstreams"):
         assert (await client.get(path)).status_code == 200
     await client.get(f"/api/v1/orgs/{org}/upstreams/fixture/config")

@@ -120,8 +120,9 @@ async def test_nobody_sees_or_touches_anything_outside_their_grants(
             role = truth.roles.get((index, slug))
             servers = await client.get(f"/api/v1/orgs/{slug}/servers", headers=who.headers)
             keys = await client.get(f"/api/v1/orgs/{slug}/keys", params={"limit": 200}, headers=who.headers)
+            logs = await client.get(f"/api/v1/orgs/{slug}/logs", params={"limit": 200}, headers=who.headers)
             if role is None:
-                assert servers.status_code == keys.status_code == 404
+                assert servers.status_code == keys.status_code == logs.status_code == 404
                 made = await client.post(
                     f"/api/v1/orgs/{slug}/servers", json={"name": "intruder", "upstreams": []}, headers=who.headers
                 )
@@ -136,6 +137,9 @@ async def test_nobody_sees_or_touches_anything_outside_their_grants(
             seen = {k["prefix"] for k in keys.json()["items"]}
             expected = {p for p, owner in truth.keys[slug].items() if role != "member" or owner == index}
             assert seen == expected
+            # The audit trail follows the same rule: members see their own keys' records only.
+            logged = {r["key_prefix"] for r in logs.json()["items"] if r["event"] == "key.created"}
+            assert logged == expected
     # A key opens its own server of its own org, and nothing else.
     for secret, (org_id, server_id) in truth.secrets.items():
         principal = await gateway.resolver.resolve(secret)

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from patchbay.engine.runner import Limits
@@ -18,7 +19,7 @@ from patchbay.services.orgs import get_org
 from patchbay.services.servers import get_server
 from patchbay.services.tool_keys import create_tool_key
 from patchbay.settings import Settings
-from patchbay.store.models import User
+from patchbay.store.models import AuditRecord, User
 from tests.web.api.conftest import Person, add_org_upstream, org_with, person, stock_org
 
 pytestmark = pytest.mark.anyio
@@ -33,6 +34,7 @@ class World:
     key_of: dict[str, str]  # holder name -> key prefix, in their org
     tool_of: dict[str, str]  # "own" / "other" -> id of the org's local tool shop_items
     tool_key_of: dict[str, str]  # "own" / "other" -> prefix of a key to that tool
+    record_of: dict[str, str]  # holder name -> id of the audit record of their key's creation
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ CASES = [
         "admin",
         lambda w, r: {"disable": ["clock__set_alarm"]},
     ),
+    Case("change server options", "PATCH", "/orgs/{org}/servers/main", "admin", lambda w, r: {"compact": False}),
+    Case("change server upstreams", "PATCH", "/orgs/{org}/servers/main/upstreams", "admin", lambda w, r: {}),
     Case("list keys", "GET", "/orgs/{org}/keys", "member"),
     Case("create own key", "POST", "/orgs/{org}/keys", "member", lambda w, r: {"server": "main"}),
     Case(
@@ -140,6 +144,10 @@ CASES = [
     Case("revoke tool key", "DELETE", "/orgs/{org}/tool-keys/{tool_key}", "admin"),
     Case("delete tool", "DELETE", "/orgs/{org}/tools/{shop_tool}", "admin"),
     Case("delete document", "DELETE", "/orgs/{org}/documents/shop?force=true", "admin"),
+    Case("read one's own audit records", "GET", "/orgs/{org}/logs", "member"),
+    Case("read a member's audit records", "GET", "/orgs/{org}/logs?user={keyholder_email}", "admin"),
+    Case("read one's own key's audit record", "GET", "/orgs/{org}/logs/{own_key_record}", "member"),
+    Case("read another key's audit record", "GET", "/orgs/{org}/logs/{keyholder_key_record}", "admin"),
 ]
 
 
@@ -187,8 +195,19 @@ async def build_world(sessionmaker: async_sessionmaker[AsyncSession], settings: 
             )
             tool_of[where], tool_key_of[where] = tool.id, tool_key.prefix
             await session.commit()
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(AuditRecord.key_prefix, AuditRecord.id).where(AuditRecord.event == "key.created")
+        )
+        by_prefix = dict(rows.all())
+    record_of = {holder: by_prefix[prefix] for holder, prefix in key_of.items()}
     return World(
-        org={"own": own, "other": other}, people=people, key_of=key_of, tool_of=tool_of, tool_key_of=tool_key_of
+        org={"own": own, "other": other},
+        people=people,
+        key_of=key_of,
+        tool_of=tool_of,
+        tool_key_of=tool_key_of,
+        record_of=record_of,
     )
 
 
@@ -201,6 +220,9 @@ def _path(case: Case, world: World, role: str, where: str) -> str:
         keyholder_key=world.key_of["keyholder" if where == "own" else "stranger"],
         shop_tool=world.tool_of[where],
         tool_key=world.tool_key_of[where],
+        keyholder_email=world.people["keyholder" if where == "own" else "stranger"].email,
+        own_key_record=world.record_of[holder],
+        keyholder_key_record=world.record_of["keyholder" if where == "own" else "stranger"],
     )
 
 

@@ -21,6 +21,7 @@ from patchbay.web.api import (
     documents,
     execute,
     keys,
+    logs,
     me,
     members,
     orgs,
@@ -54,6 +55,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     keys.router,
     credentials.router,
     connections.router,
+    logs.router,
 )
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
+from patchbay.audit import security
 from patchbay.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, LoginSession, LoginSessions
 from patchbay.auth.throttle import LoginThrottle
 from patchbay.errors import Forbidden, Unauthenticated
@@ -61,15 +62,37 @@ async def register(body: RegisterIn, session: Db, gw: Gw) -> UserOut:
 
 
 @router.post("/login", summary="Log in with email and password; sets the session cookie")
-async def login(body: LoginIn, response: Response, session: Db, gw: Gw, sessions: Sessions) -> LoginOut:
+async def login(
+    body: LoginIn, request: Request, response: Response, session: Db, gw: Gw, sessions: Sessions
+) -> LoginOut:
     throttle = LoginThrottle(gw.store)
+    agent = request.headers.get("user-agent")
     await throttle.check(body.email)
     try:
         user = await accounts.authenticate(session, email=body.email, password=body.password)
     except Unauthenticated:
         await throttle.failed(body.email)
+        # The change is rolled back with the error, so the event goes to the audit writer.
+        who = await accounts.user_id_for_email(session, email=body.email)
+        event = security.security_event(
+            event="login.failed",
+            channel="api",
+            status="denied",
+            http_status=401,
+            user_id=who,
+            auth_method="password",
+            user_agent=agent,
+            detail=None if who else "no active account with that email",
+        )
+        await security.submit(gw.audit, event)
         raise
     await throttle.succeeded(body.email)
+    security.record(
+        session,
+        security.security_event(
+            event="login", channel="api", user_id=user.id, auth_method="password", user_agent=agent
+        ),
+    )
     started = await sessions.create(user_id=user.id, epoch=user.session_epoch)
     _set_cookies(response, started, sessions.ttl)
     return LoginOut(user=user_out(user), csrf_token=started.csrf_token)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from patchbay.policy.access import Action, OrgAccess, authorize
 from patchbay.services.configs import clear_config, config_status, set_config
 from patchbay.services.upstreams import get_upstream
+from patchbay.store.models import ServerTemplate
 from patchbay.web.api.deps import Db, Gw, Requires
 from patchbay.web.api.errors import ERROR_RESPONSES
 
@@ -41,8 +42,11 @@ class ConfigOut(BaseModel):
     missing: list[str] = Field(description="Required names with no org value: servers using it stay pending.")
 
 
-def _authorize_level(access: OrgAccess, level: str) -> None:
+async def _target(session: Db, access: OrgAccess, upstream: str, level: str) -> tuple[ServerTemplate, str | None]:
+    """The template whose values change, and whose they are (None: the org's), once the level is allowed."""
     authorize(access, Action.CONFIG_SET_ORG if level == "org" else Action.CONFIG_SET_OWN)
+    template = await get_upstream(session, slug=upstream, org_id=access.org_id)
+    return template, access.user_id if level == "mine" else None
 
 
 async def _status(session: Db, gw: Gw, access: OrgAccess, upstream: str) -> ConfigOut:
@@ -69,13 +73,12 @@ async def put(
     session: Db,
     gw: Gw,
 ) -> ConfigOut:
-    _authorize_level(access, level)
-    template = await get_upstream(session, slug=upstream, org_id=access.org_id)
+    template, user_id = await _target(session, access, upstream, level)
     await set_config(
         session,
         template=template,
         org_id=access.org_id,
-        user_id=access.user_id if level == "mine" else None,
+        user_id=user_id,
         env=body.env,
         headers=body.headers,
         secret=gw.secret,
@@ -91,12 +94,5 @@ async def delete(
     session: Db,
     gw: Gw,
 ) -> None:
-    _authorize_level(access, level)
-    template = await get_upstream(session, slug=upstream, org_id=access.org_id)
-    await clear_config(
-        session,
-        template=template,
-        org_id=access.org_id,
-        user_id=access.user_id if level == "mine" else None,
-        secret=gw.secret,
-    )
+    template, user_id = await _target(session, access, upstream, level)
+    await clear_config(session, template=template, org_id=access.org_id, user_id=user_id, secret=gw.secret)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from patchbay.audit import security
 from patchbay.auth.sessions import CSRF_HEADER, SESSION_COOKIE, LoginSession, LoginSessions
 from patchbay.errors import Forbidden, Unauthenticated
 from patchbay.policy.access import Action, OrgAccess, authorize
@@ -71,6 +72,7 @@ async def current_caller(request: Request, session: Db) -> Caller:
     if token is not None:
         user = await user_for_token(session, presented=token, secret=gateway(request).secret)
         if user is None:
+            await _auth_failed(request, method="token", detail="unknown, expired or revoked access token")
             raise Unauthenticated("the access token is unknown, expired or revoked")
         return Caller(user=user, method="token")
     cookie = request.cookies.get(SESSION_COOKIE)
@@ -78,11 +80,26 @@ async def current_caller(request: Request, session: Db) -> Caller:
         login = await login_sessions(request).get(cookie)
         user = await session.get(User, login.user_id) if login is not None else None
         if login is None or user is None or not user.is_active or login.epoch != user.session_epoch:
+            await _auth_failed(request, method="session", detail="ended login session")
             raise Unauthenticated("the login session has ended; log in again")
         if request.method not in _SAFE_METHODS and not login.csrf_matches(request.headers.get(CSRF_HEADER)):
             raise Forbidden("missing or wrong X-CSRF-Token header for a cookie-authenticated change")
         return Caller(user=user, method="session", session=login)
     raise Unauthenticated("log in, or send a personal access token as 'Authorization: Bearer <token>'")
+
+
+async def _auth_failed(request: Request, *, method: str, detail: str) -> None:
+    """An ``auth.failed`` security event (never the credential itself), off the request's transaction."""
+    event = security.security_event(
+        event="auth.failed",
+        channel="api",
+        status="denied",
+        http_status=401,
+        auth_method=method,
+        user_agent=request.headers.get("user-agent"),
+        detail=detail,
+    )
+    await security.submit(gateway(request).audit, event)
 
 
 CurrentCaller = Annotated[Caller, Depends(current_caller)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Set
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -12,7 +12,8 @@ from patchbay.oauth.connections import unconnected_upstreams
 from patchbay.policy.access import Action, OrgAccess
 from patchbay.services.configs import refresh_servers
 from patchbay.services.paging import page_of
-from patchbay.services.servers import ServerSummary, create_server, get_server, list_servers, set_tools_enabled
+from patchbay.services.server_changes import change_tools, change_upstreams, set_server_options
+from patchbay.services.servers import ServerSummary, create_server, get_server, list_servers, set_payload_capture
 from patchbay.services.tools import server_tools
 from patchbay.web.api.deps import Db, Gw, Requires
 from patchbay.web.api.errors import ERROR_RESPONSES
@@ -37,6 +38,9 @@ class ServerOut(BaseModel):
     )
     pending_connections: list[str] = Field(description="OAuth upstreams you must connect before using it.")
     plain_names: bool
+    new_tools: str
+    compact: bool
+    payload_capture: bool
     upstreams: list[str]
     tools: int
     enabled_tools: int
@@ -51,11 +55,34 @@ class ServerIn(BaseModel):
         None
     )
     plain_names: bool = False
+    new_tools: Literal["enabled", "disabled"] = Field("disabled", description="How tools upstreams add later start.")
+    compact: bool = Field(False, description="Expose a search tool and a call tool instead of every tool.")
 
 
-class ToolSwitchIn(BaseModel):
-    enable: Annotated[list[ToolName], Field(max_length=1000)] = []
-    disable: Annotated[list[ToolName], Field(max_length=1000)] = []
+ToolNames = Annotated[list[ToolName], Field(max_length=1000)]
+Overrides = Annotated[dict[ToolName, Annotated[str, Field(max_length=10_000)]], Field(max_length=1000)]
+
+
+class ToolChangesIn(BaseModel):
+    """Applied in this order: attach, enable/disable, rename/describe, detach."""
+
+    attach: ToolNames = Field([], description="Tools of the org's upstreams to add, as upstream_slug__tool.")
+    enable: ToolNames = []
+    disable: ToolNames = []
+    rename: Overrides = Field({}, description="Exposed name -> new name; an empty name restores the default.")
+    describe: Overrides = Field({}, description="Exposed name -> description; empty restores the upstream's.")
+    detach: ToolNames = Field([], description="Exposed names to take off the server.")
+
+
+class UpstreamChangesIn(BaseModel):
+    add: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=50)] = []
+    remove: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=50)] = []
+
+
+class ServerPatch(BaseModel):
+    new_tools: Literal["enabled", "disabled"] | None = None
+    compact: bool | None = None
+    payload_capture: bool | None = Field(None, description="Store redacted request/response bodies of calls.")
 
 
 def server_out(summary: ServerSummary, unconnected: Set[str] = frozenset()) -> ServerOut:
@@ -71,6 +98,9 @@ def server_out(summary: ServerSummary, unconnected: Set[str] = frozenset()) -> S
         my_status="pending" if pending and server.status == "running" else server.status,
         pending_connections=pending,
         plain_names=server.plain_names,
+        new_tools=server.new_tools,
+        compact=server.compact,
+        payload_capture=server.capture_payloads,
         upstreams=summary.upstreams,
         tools=summary.tools,
         enabled_tools=summary.enabled_tools,
@@ -103,6 +133,8 @@ async def create(
         upstream_slugs=body.upstreams,
         tools=body.tools,
         plain_names=body.plain_names,
+        new_tools=body.new_tools,
+        compact=body.compact,
     )
     await refresh_servers(session, org_id=access.org_id, secret=gw.secret)
     return server_out(await _summary(session, access.org_id, server.id))
@@ -124,13 +156,49 @@ async def tools(
     return page_out(page_of(rows, key=tool_row_id, request=paging), tool_out)
 
 
-@router.patch("/{server}/tools", summary="Switch tools on or off (admins); clients see it at once")
-async def switch_tools(
+@router.patch("/{server}", summary="Change a server's options (admins)")
+async def update(
+    server: ServerRef, body: ServerPatch, access: Annotated[OrgAccess, Requires(Action.SERVERS_MANAGE)], session: Db
+) -> ServerOut:
+    found = await get_server(session, org_id=access.org_id, name_or_slug=server)
+    await set_server_options(session, server=found, new_tools=body.new_tools, compact=body.compact)
+    if body.payload_capture is not None:
+        await set_payload_capture(session, server=found, enabled=body.payload_capture, channel="api")
+    await session.flush()
+    return server_out(await _summary(session, access.org_id, found.id))
+
+
+@router.patch(
+    "/{server}/tools", summary="Attach, switch, rename, describe, detach tools (admins); clients see it at once"
+)
+async def change_tools_(
     server: ServerRef,
-    body: ToolSwitchIn,
+    body: ToolChangesIn,
     access: Annotated[OrgAccess, Requires(Action.TOOLS_MANAGE)],
     session: Db,
 ) -> list[ToolOut]:
     found = await get_server(session, org_id=access.org_id, name_or_slug=server)
-    rows = await set_tools_enabled(session, server=found, enable=body.enable, disable=body.disable)
+    rows = await change_tools(
+        session,
+        server=found,
+        attach=body.attach,
+        enable=body.enable,
+        disable=body.disable,
+        names=body.rename,
+        descriptions=body.describe,
+        detach=body.detach,
+        channel="api",
+    )
+    return [tool_out(row) for row in rows]
+
+
+@router.patch("/{server}/upstreams", summary="Add or remove a server's upstreams (admins); its tools afterwards")
+async def change_upstreams_(
+    server: ServerRef,
+    body: UpstreamChangesIn,
+    access: Annotated[OrgAccess, Requires(Action.SERVERS_MANAGE)],
+    session: Db,
+) -> list[ToolOut]:
+    found = await get_server(session, org_id=access.org_id, name_or_slug=server)
+    rows = await change_upstreams(session, server=found, add=body.add, remove=body.remove)
     return [tool_out(row) for row in rows]

@@ -6,31 +6,30 @@ administrators may; org admins add remote (HTTP) upstreams.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from patchbay.errors import InvalidInput, PatchbayError
 from patchbay.oauth.connections import add_oauth_upstream
 from patchbay.oauth.registration import PreRegistered
 from patchbay.policy.access import Action, OrgAccess, authorize_platform
-from patchbay.routing.discovery import discover
-from patchbay.routing.upstream.http_common import HttpStatusError
 from patchbay.services.catalog import update_template
 from patchbay.services.paging import page_of
-from patchbay.services.upstream_input import check_upstream, redact_url
+from patchbay.services.upstream_add import Check, Store, StoreOAuth, add_entry, import_entries, store_entry
+from patchbay.services.upstream_input import UpstreamInput, check_upstream, redact_url
+from patchbay.services.upstream_sync import sync_upstream
 from patchbay.services.upstreams import (
+    DiscoveredUpstream,
     UpstreamSummary,
-    add_upstream,
     ensure_upstream_name_free,
     get_upstream,
     list_upstreams,
     parse_mcp_servers_file,
     remove_upstream,
 )
+from patchbay.store.models import ServerTemplate
 from patchbay.web.api.deps import Db, Gw, Requires
 from patchbay.web.api.errors import ERROR_RESPONSES
 from patchbay.web.api.pagination import PageOut, Paging, page_out
@@ -143,6 +142,43 @@ async def get(
     return upstream_out(await _summary(session, access.org_id, template.id))
 
 
+def _checker(session: Db, access: OrgAccess, owner: str | None) -> Check:
+    async def check(entry: UpstreamInput) -> str:
+        if entry.transport == "stdio":
+            authorize_platform(platform_admin=access.platform_admin, what="add upstreams that run a local command")
+        return await ensure_upstream_name_free(session, org_id=owner, name=entry.name)
+
+    return check
+
+
+def _storer(session: Db, gw: Gw, owner: str | None, required: list[str] | None = None) -> Store:
+    async def store(entry: UpstreamInput, found: DiscoveredUpstream) -> ServerTemplate:
+        async with session.begin_nested():  # in an import, one bad entry leaves the others stored
+            return await store_entry(
+                session, org_id=owner, entry=entry, found=found, secret=gw.secret, required=required or ()
+            )
+
+    return store
+
+
+def _oauth_storer(session: Db, gw: Gw, owner: str | None, pre_registered: PreRegistered | None) -> StoreOAuth:
+    async def store(entry: UpstreamInput) -> ServerTemplate:
+        assert entry.url is not None  # add_entry checks it
+        # Each user connects their own account; the tools are listed with the first connection.
+        return await add_oauth_upstream(
+            session,
+            org_id=owner,
+            name=entry.name,
+            url=entry.url,
+            transport=entry.transport,
+            settings=gw.settings,
+            secret=gw.secret,
+            pre_registered=pre_registered,
+        )
+
+    return store
+
+
 @router.post("", status_code=201, summary="Connect to an upstream, list its tools, store it (admins)")
 async def add(
     body: UpstreamIn,
@@ -154,48 +190,21 @@ async def add(
     entry = check_upstream(
         name=body.name, transport=transport, command=body.command, url=body.url, env=body.env, headers=body.headers
     )
-    if entry.transport == "stdio":
-        authorize_platform(platform_admin=access.platform_admin, what="add upstreams that run a local command")
     if body.scope == "global":
         authorize_platform(platform_admin=access.platform_admin, what="add to the global catalog")
     owner = None if body.scope == "global" else access.org_id
-    await ensure_upstream_name_free(session, org_id=owner, name=entry.name)
-    found = None
-    if not body.oauth and not body.oauth_client_id:
-        try:
-            found = await discover(entry.spec(), timeout=DISCOVERY_TIMEOUT)
-        except HttpStatusError as exc:
-            if exc.status != 401 or entry.transport == "stdio" or entry.env or entry.headers:
-                raise
-    if found is None:
-        # OAuth: each user connects their own account; the tools are listed with the first connection.
-        if entry.url is None:
-            raise InvalidInput("an OAuth upstream needs a url")
-        pre_registered = PreRegistered(body.oauth_client_id, body.oauth_client_secret) if body.oauth_client_id else None
-        template = await add_oauth_upstream(
-            session,
-            org_id=owner,
-            name=entry.name,
-            url=entry.url,
-            transport=entry.transport,
-            settings=gw.settings,
-            secret=gw.secret,
-            pre_registered=pre_registered,
-        )
-    else:
-        template = await add_upstream(
-            session,
-            org_id=owner,
-            name=entry.name,
-            transport=entry.transport,
-            command=entry.command,
-            url=entry.url,
-            env=entry.env,
-            headers=entry.headers,
-            discovery=found,
-            secret=gw.secret,
-            required=body.required_keys,
-        )
+    check, store = _checker(session, access, owner), _storer(session, gw, owner, body.required_keys)
+    pre_registered = PreRegistered(body.oauth_client_id, body.oauth_client_secret) if body.oauth_client_id else None
+    added = await add_entry(
+        entry,
+        check=check,
+        store=store,
+        seconds=DISCOVERY_TIMEOUT,
+        store_oauth=_oauth_storer(session, gw, owner, pre_registered),
+        oauth=body.oauth or body.oauth_client_id is not None,
+    )
+    template = added.template
+    assert template is not None  # add_entry raises otherwise
     update_template(
         template, description=body.description, tags=body.tags, icon=body.icon or "", visibility=body.visibility
     )
@@ -219,44 +228,14 @@ async def import_(
 ) -> list[ImportOutcome]:
     # No ${VAR} expansion: the gateway's own environment is not the caller's to read.
     entries = parse_mcp_servers_file(json.dumps(document), environ={})
-    outcomes: list[ImportOutcome] = []
-    ready = []
-    for entry in entries:
-        try:
-            if entry.transport == "stdio":
-                authorize_platform(platform_admin=access.platform_admin, what="add upstreams that run a local command")
-            await ensure_upstream_name_free(session, org_id=access.org_id, name=entry.name)
-            ready.append(entry)
-        except PatchbayError as exc:
-            outcomes.append(ImportOutcome(name=entry.name, ok=False, error=str(exc)))
-    found = await asyncio.gather(
-        *(discover(entry.spec(), timeout=DISCOVERY_TIMEOUT) for entry in ready), return_exceptions=True
-    )
-    for entry, result in zip(ready, found, strict=True):
-        if isinstance(result, PatchbayError):
-            outcomes.append(ImportOutcome(name=entry.name, ok=False, error=str(result)))
+    check, store = _checker(session, access, access.org_id), _storer(session, gw, access.org_id)
+    outcomes = []
+    for done in await import_entries(entries, check=check, store=store, seconds=DISCOVERY_TIMEOUT):
+        if done.template is None or done.error is not None:
+            outcomes.append(ImportOutcome(name=done.entry.name, ok=False, error=done.error))
             continue
-        if isinstance(result, BaseException):
-            raise result
-        try:
-            async with session.begin_nested():  # one bad entry leaves the others stored
-                template = await add_upstream(
-                    session,
-                    org_id=access.org_id,
-                    name=entry.name,
-                    transport=entry.transport,
-                    command=entry.command,
-                    url=entry.url,
-                    env=entry.env,
-                    headers=entry.headers,
-                    discovery=result,
-                    secret=gw.secret,
-                )
-        except PatchbayError as exc:
-            outcomes.append(ImportOutcome(name=entry.name, ok=False, error=str(exc)))
-            continue
-        summary = await _summary(session, access.org_id, template.id)
-        outcomes.append(ImportOutcome(name=entry.name, ok=True, upstream=upstream_out(summary)))
+        summary = await _summary(session, access.org_id, done.template.id)
+        outcomes.append(ImportOutcome(name=done.entry.name, ok=True, upstream=upstream_out(summary)))
     return outcomes
 
 
@@ -273,6 +252,41 @@ async def update(
     update_template(template, description=body.description, tags=body.tags, icon=body.icon, visibility=body.visibility)
     await session.flush()
     return upstream_out(await _summary(session, access.org_id, template.id))
+
+
+class SyncOut(BaseModel):
+    upstream: str
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    quarantined: list[str] = Field(description="Rewritten tools, held back until approved.")
+
+
+@router.post("/{upstream}/sync", summary="Ask an upstream for its tools now (admins; global: platform admins)")
+async def sync(
+    upstream: UpstreamRef, access: Annotated[OrgAccess, Requires(Action.TEMPLATES_MANAGE)], session: Db, gw: Gw
+) -> SyncOut:
+    template = await get_upstream(session, slug=upstream, org_id=access.org_id)
+    if template.org_id is None:
+        authorize_platform(platform_admin=access.platform_admin, what="sync the global catalog")
+    slug, template_id = template.slug, template.id
+    await session.commit()  # discovery runs outside any transaction, as `patchbay upstream sync` does
+    result = await sync_upstream(
+        gw.sessionmaker,
+        template_id=template_id,
+        secret=gw.secret,
+        timeout=DISCOVERY_TIMEOUT,
+        pool=gw.pool,
+        org_id=access.org_id,
+        channel="api",
+    )
+    return SyncOut(
+        upstream=slug,
+        added=result.added,
+        changed=result.changed,
+        removed=result.removed,
+        quarantined=result.quarantined,
+    )
 
 
 @router.delete("/{upstream}", status_code=204, summary="Remove one of the organization's upstreams (admins)")
