@@ -266,9 +266,9 @@ class _EventStream:
     def __init__(self, ctx: RequestContext, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
         self._send = send
         self._headers = headers
+        # The log (and its random stream id) is made when the stream starts: most responses never do.
+        self._resumable_in = ctx if ctx.session is not None and resumable(ctx.protocol_version) else None
         self._log: StreamLog | None = None
-        if ctx.session is not None and resumable(ctx.protocol_version):
-            self._log = StreamLog(ctx.gateway.store, session_id=ctx.session.id)
         self.started = False
         self.detached = False
         self.written = 0
@@ -276,7 +276,9 @@ class _EventStream:
     async def _start(self) -> None:
         self.started = True
         await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self._headers})
-        if self._log is not None:
+        ctx = self._resumable_in
+        if ctx is not None and ctx.session is not None:
+            self._log = StreamLog(ctx.gateway.store, session_id=ctx.session.id)
             primer = await self._log.priming()
             self.written += len(primer)
             await self._send({"type": "http.response.body", "body": primer, "more_body": True})
@@ -295,7 +297,7 @@ class _EventStream:
 
         Only a client that can resume gets either; the others keep a plain response.
         """
-        if self._log is None or state is None or self.detached:
+        if self._resumable_in is None or state is None or self.detached:
             return
         if not self.started:
             await self._start()
