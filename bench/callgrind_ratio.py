@@ -13,7 +13,7 @@ concurrency more requests arrive per event-loop turn than natively; use ``--conc
 for a figure free of that batching. Use it to compare two versions of the gateway, and
 ``proxy_overhead.py`` for the verdict in CPU seconds.
 
-    .venv/bin/python bench/callgrind_ratio.py [--calls 300] [--concurrency 1] [--keep]
+    .venv/bin/python bench/callgrind_ratio.py [--calls 300] [--concurrency 1] [--keep] [--no-payloads]
 """
 
 from __future__ import annotations
@@ -99,6 +99,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--tool", default="echo__echo")
     parser.add_argument("--keep", action="store_true", help="keep the dumps (callgrind_annotate them)")
+    parser.add_argument(
+        "--no-payloads", action="store_true", help="switch payload capture off for the bench server (default: on)"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="patchbay-callgrind-"))
     data_dir = workdir / "data"
@@ -111,7 +114,7 @@ def main() -> int:
         children.append(upstream)
         upstream_url = f"http://127.0.0.1:{port}/mcp"
         wait_http(upstream, upstream_url, timeout=300)
-        key = setup_gateway(data_dir, upstream_url, env)
+        key = setup_gateway(data_dir, upstream_url, env, capture=not args.no_payloads)
         gport = free_port()
         cmd = [patchbay_cli(), "serve", "--data-dir", str(data_dir), "--port", str(gport)]
         gateway = start("patchbay serve", valgrind(workdir / "gateway.cg") + cmd, log=workdir / "gateway.log", env=env)

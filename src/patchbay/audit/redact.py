@@ -74,10 +74,34 @@ def redact_text(text: str) -> str:
 
 def _scrub(serialized: bytes) -> bytes:
     text = serialized.decode()
-    folded = text.lower()
-    if not any(trigger in folded for trigger in _TRIGGERS):
+    return _scrub_text(serialized, text, text.lower())
+
+
+def _scrub_text(serialized: bytes, text: str, lowered: str) -> bytes:
+    if not any(trigger in lowered for trigger in _TRIGGERS):
         return serialized
     return _CREDENTIALS.sub(REDACTED, text).encode()
+
+
+def redact_serialized(serialized: bytes) -> bytes | None:
+    """JSON text with credentials cut out, without parsing it, when no field in it can be named
+    like a secret; None when it needs the full pass (``redact_json`` of the parsed value).
+
+    Safe because it is conservative: every secret name, folded as ``is_secret_name`` folds it,
+    contains itself as a substring, so a text whose folded form contains none of them has no
+    field that ``_by_name`` would replace. Escapes are the one way a key's text can differ from
+    its name, and the credential patterns read the text as orjson writes it: ``\\u`` (any
+    character) and ``\\/`` are the only escapes orjson does not write the same way, so a text
+    with either takes the full pass.
+    """
+    text = serialized.decode()
+    if "\\u" in text or "\\/" in text:
+        return None
+    lowered = text.lower()
+    folded = lowered.replace("-", "").replace("_", "")
+    if any(name in folded for name in _SECRET_NAMES):
+        return None
+    return _scrub_text(serialized, text, lowered)
 
 
 def _by_name(value: Any) -> Any:

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 _TABLE = AuditRecord.metadata.tables[AuditRecord.__tablename__]
 
 
-class _Signal:
+class Signal:
     """Wakes every task waiting when ``fire`` is called. The event is made on first wait, so
     the writer can be built outside an event loop."""
 
@@ -85,9 +85,9 @@ class AuditWriter:
         self._state: Literal["new", "running", "closing", "closed"] = "new"
         self._task: asyncio.Task[None] | None = None
         self._worker_running = False
-        self._queued = _Signal()  # the worker: events arrived, or a flush or close is asking
-        self._room = _Signal()  # submitters: the queue has room again
-        self._progress = _Signal()  # flushers: more events are settled
+        self._queued = Signal()  # the worker: events arrived, or a flush or close is asking
+        self._room = Signal()  # submitters: the queue has room again
+        self._progress = Signal()  # flushers: more events are settled
         self._flushers = 0
 
         self._submitted = 0

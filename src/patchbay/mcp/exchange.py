@@ -20,6 +20,7 @@ import orjson
 from starlette.types import Send
 
 from patchbay.jsonrpc_types import JSONObject
+from patchbay.mcp.channel import ResponseChannel
 from patchbay.mcp.context import RequestContext
 from patchbay.mcp.handlers import CACHEABLE, Handler
 from patchbay.mcp.protocol import ERROR_HTTP_STATUS, INTERNAL_ERROR, INVALID_PARAMS, RpcError
@@ -63,8 +64,16 @@ def finish(ctx: RequestContext, method: str, result: JSONObject) -> JSONObject:
 
 def _response(ctx: RequestContext, method: str, task: asyncio.Task[JSONObject]) -> tuple[JSONObject, int | None]:
     exc = task.exception()
+    return _answer(ctx, method, task.result() if exc is None else None, exc)
+
+
+def _answer(
+    ctx: RequestContext, method: str, result: JSONObject | None, exc: BaseException | None
+) -> tuple[JSONObject, int | None]:
+    """The JSON-RPC response to the client: the handler's result, or its error (noted for the audit)."""
     if exc is None:
-        return {"jsonrpc": "2.0", "id": ctx.request_id, "result": finish(ctx, method, task.result())}, None
+        assert result is not None
+        return {"jsonrpc": "2.0", "id": ctx.request_id, "result": finish(ctx, method, result)}, None
     if isinstance(exc, RpcError):
         error = exc
     else:
@@ -88,6 +97,9 @@ async def run_exchange(
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> Outcome:
     """Drive the handler (or a resumed one) to its next answer and write it to ``send``."""
+    if resume is None and ctx.era == "legacy":
+        assert handler is not None
+        return await _run_inline(ctx, method, handler, params, send, extra_headers or [])
     if resume is not None:
         task = resume.task
         ctx = resume.ctx
@@ -117,13 +129,8 @@ async def run_exchange(
             await stream.write(channel.queue.get_nowait())
         if task.done():
             response, code = _response(ctx, method, task)
-            if stream.started:
-                await stream.write(response, final=True)
-                return Outcome(200, stream.written, code)
-            body = orjson.dumps(response)
             status = ERROR_HTTP_STATUS.get(code, 200) if (code is not None and ctx.era == "modern") else 200
-            await send_bytes(send, status, body, JSON_HEADERS + headers)
-            return Outcome(status, len(body), code)
+            return await _final(stream, send, headers, response, code, status)
         if channel.input_ready.is_set():
             round_ = channel.take_round()
             if round_ is None:
@@ -140,12 +147,117 @@ async def run_exchange(
                 {"resultType": "input_required", "inputRequests": round_.requests, "requestState": token},
             )
             response = {"jsonrpc": "2.0", "id": ctx.request_id, "result": result}
-            if stream.started:
-                await stream.write(response, final=True)
-                return Outcome(200, stream.written, None)
-            body = orjson.dumps(response)
-            await send_bytes(send, 200, body, JSON_HEADERS + headers)
-            return Outcome(200, len(body), None)
+            return await _final(stream, send, headers, response, None)
+
+
+async def _final(
+    stream: _EventStream,
+    send: Send,
+    headers: list[tuple[bytes, bytes]],
+    response: JSONObject,
+    code: int | None,
+    status: int = 200,
+) -> Outcome:
+    """The last answer: the final event when the response became a stream, else a plain JSON body."""
+    if stream.started:
+        await stream.write(response, final=True)
+        return Outcome(200, stream.written, code)
+    body = orjson.dumps(response)
+    await send_bytes(send, status, body, JSON_HEADERS + headers)
+    return Outcome(status, len(body), code)
+
+
+async def _run_inline(
+    ctx: RequestContext,
+    method: str,
+    handler: Handler,
+    params: JSONObject,
+    send: Send,
+    headers: list[tuple[bytes, bytes]],
+) -> Outcome:
+    """A 2025-11-25 request: the handler runs in the request's own task.
+
+    Nothing can park it (a legacy client answers server→client requests with POSTs while the
+    stream stays open), so no task has to outlive the response. Most calls end with nothing
+    on the side and get a plain JSON body; the first side message (or upstream stream state
+    to mirror) starts a writer task that streams events while the handler goes on, as the
+    task path does. Measured (decision 0008): a task, an Event and a wake-up per request.
+    """
+    channel = ctx.channel
+    stream = _EventStream(ctx, send, headers)
+    side = _SideWriter(channel, stream)
+    channel.on_activity = side.wake
+    result: JSONObject | None = None
+    error: BaseException | None = None
+    try:
+        result = await handler(ctx, params)
+    except asyncio.CancelledError:
+        side.cancel()
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the handler is the client's error response
+        error = exc
+    finally:
+        channel.on_activity = None
+    await side.finish()
+    response, code = _answer(ctx, method, result, error)
+    return await _final(stream, send, headers, response, code)
+
+
+class _SideWriter:
+    """Writes an inline request's side messages from a task started by the first one."""
+
+    __slots__ = ("_channel", "_done", "_mirrored", "_stream", "_task", "_wake")
+
+    def __init__(self, channel: ResponseChannel, stream: _EventStream) -> None:
+        self._channel = channel
+        self._stream = stream
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._mirrored: StreamState | None = None
+        self._done = False
+
+    def wake(self) -> None:
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.ensure_future(self._run())
+        else:
+            assert self._wake is not None
+            self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self.flush()
+            if self._done:
+                return
+            await self._wake.wait()
+            self._wake.clear()
+
+    async def flush(self) -> None:
+        """Mirror the upstream's stream state and write every queued message, in order."""
+        channel, stream = self._channel, self._stream
+        if channel.upstream_state != self._mirrored:
+            self._mirrored = channel.upstream_state
+            await stream.mirror(self._mirrored)
+        while not channel.queue.empty():
+            await stream.write(channel.queue.get_nowait())
+
+    async def finish(self) -> None:
+        """Once the handler is done: let the writer task end, then write whatever is left."""
+        if self._task is not None:
+            assert self._wake is not None
+            self._done = True
+            self._wake.set()
+            await self._task
+        await self.flush()
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            if self._task.done():
+                if not self._task.cancelled():
+                    self._task.exception()  # retrieved: the request is being cancelled anyway
+            else:
+                self._task.cancel()
 
 
 class _EventStream:
@@ -154,9 +266,9 @@ class _EventStream:
     def __init__(self, ctx: RequestContext, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
         self._send = send
         self._headers = headers
+        # The log (and its random stream id) is made when the stream starts: most responses never do.
+        self._resumable_in = ctx if ctx.session is not None and resumable(ctx.protocol_version) else None
         self._log: StreamLog | None = None
-        if ctx.session is not None and resumable(ctx.protocol_version):
-            self._log = StreamLog(ctx.gateway.store, session_id=ctx.session.id)
         self.started = False
         self.detached = False
         self.written = 0
@@ -164,7 +276,9 @@ class _EventStream:
     async def _start(self) -> None:
         self.started = True
         await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self._headers})
-        if self._log is not None:
+        ctx = self._resumable_in
+        if ctx is not None and ctx.session is not None:
+            self._log = StreamLog(ctx.gateway.store, session_id=ctx.session.id)
             primer = await self._log.priming()
             self.written += len(primer)
             await self._send({"type": "http.response.body", "body": primer, "more_body": True})
@@ -183,7 +297,7 @@ class _EventStream:
 
         Only a client that can resume gets either; the others keep a plain response.
         """
-        if self._log is None or state is None or self.detached:
+        if self._resumable_in is None or state is None or self.detached:
             return
         if not self.started:
             await self._start()
