@@ -21,9 +21,14 @@ from patchbay.services.execution import arguments_object, execute_direct, route_
 from patchbay.services.orgs import list_my_orgs
 from patchbay.services.paging import PageRequest
 from patchbay.web.api.deps import Gw, bearer_token, current_caller, org_access
-from patchbay.web.api.errors import ERROR_RESPONSES, error_headers, error_response, status_of
+from patchbay.web.api.errors import ERROR_RESPONSES, ErrorBody, error_headers, error_response, status_of
 
 router = APIRouter(tags=["execution"], responses=ERROR_RESPONSES)
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
 
 ToolRef = Annotated[
     str,
@@ -50,7 +55,15 @@ _BODY = {
     "/tools/{tool_id}/execute",
     summary="Execute a tool with a tool key (X-Tool-Key), an API key, or a user session",
     openapi_extra=_BODY,
-    responses={200: {"description": "The tool's result", "content": {"application/json": {}}}},
+    responses={
+        200: {"description": "The tool's result", "content": {"application/json": {}}},
+        400: _error(
+            "Invalid arguments (the message names where the schema is violated), or a body that is not "
+            "a JSON object, or a member of several orgs without ?org="
+        ),
+        502: _error("The tool's upstream failed or refused the call"),
+        504: _error("The tool's upstream did not answer in time"),
+    },
 )
 async def execute(tool_id: ToolRef, request: Request, gw: Gw, org: OrgQuery = None) -> JSONResponse:
     try:
