@@ -25,6 +25,7 @@ from patchbay.web.api.errors import ERROR_RESPONSES, error_doc, error_headers, e
 
 router = APIRouter(tags=["execution"], responses=ERROR_RESPONSES)
 
+
 ToolRef = Annotated[
     str,
     Path(
@@ -52,9 +53,12 @@ _BODY = {
     openapi_extra=_BODY,
     responses={
         200: {"description": "The tool's result", "content": {"application/json": {}}},
-        400: error_doc("The arguments break the tool's input schema, or the organization is ambiguous"),
-        502: error_doc("The upstream MCP server failed or answered something invalid"),
-        504: error_doc("The upstream MCP server did not answer in time"),
+        400: error_doc(
+            "Invalid arguments (the message names where the schema is violated), or a body that is not "
+            "a JSON object, or a member of several orgs without ?org="
+        ),
+        502: error_doc("The tool's upstream failed or refused the call"),
+        504: error_doc("The tool's upstream did not answer in time"),
     },
 )
 async def execute(tool_id: ToolRef, request: Request, gw: Gw, org: OrgQuery = None) -> JSONResponse:
