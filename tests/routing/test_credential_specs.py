@@ -93,3 +93,24 @@ def test_a_missing_shared_credential_fails_closed() -> None:
     creds = specs(Keyring(SECRET))
     with pytest.raises(UpstreamError, match="shared credential 'gone'"):
         creds.resolve(Key({"t1": CredentialChoice("shared", "gone")}), "ann")
+
+
+def test_a_credential_without_a_required_value_is_refused_by_name() -> None:
+    ring = Keyring(SECRET)
+    creds = CredentialSpecs(
+        base=UpstreamSpec(key="", name="up", transport="stdio", command=("run",), env={"MODE": "prod"}),
+        template_id="t1",
+        org_id="o1",
+        users={"ann": sealed(ring, "u:ann", TOKEN="ann-secret")},
+        shared={"team": sealed(ring, "s:team", TOKEN="team-secret"), "empty": sealed(ring, "s:empty", MODE="x")},
+        keyring=ring,
+        fp_key=fingerprint_key(SECRET),
+        required=("TOKEN",),
+    )
+    assert creds.resolve(Key(), "ann").spec.env["TOKEN"] == "ann-secret"
+    assert creds.resolve(Key({"t1": CredentialChoice("shared", "team")}), "bob").credential == "shared:team"
+    for key, user in ((Key(), "bob"), (Key({"t1": CredentialChoice("org")}), "ann")):
+        with pytest.raises(UpstreamError, match="needs TOKEN"):
+            creds.resolve(key, user)
+    with pytest.raises(UpstreamError, match="'shared:empty'"):
+        creds.resolve(Key({"t1": CredentialChoice("shared", "empty")}), "ann")

@@ -114,7 +114,7 @@ def remove(ctx: typer.Context, upstream: UpstreamArg, name: NameArg) -> None:
         async with env_.transaction() as session:
             org = await env_.org(session)
             template = await get_upstream(session, slug=upstream, org_id=org.id)
-            await remove_shared_credential(session, org_id=org.id, template=template, name=name)
+            await remove_shared_credential(session, org_id=org.id, template=template, name=name, secret=env_.secret)
 
     run(ctx, work)
     typer.echo(f"removed shared credential {upstream}/{name}")

@@ -221,6 +221,7 @@ async def load_upstream(
         fp_key=fp_key or fingerprint_key(secret),
         # OAuth upstreams: every choice calls with a token of its owner (the user's, the org's, a shared one).
         tokens=tokens if template.auth_kind == "oauth" else None,
+        required=tuple(template.required_keys or ()),
     )
     return Upstream(
         template_id=template.id,

@@ -45,6 +45,8 @@ class Resolved:
     credential: str
     # OAuth upstreams: the token the call carries (its owner may still have to connect).
     bearer: OwnerBearer | None = None
+    # Required values of the upstream this credential has none for (a call with it is refused).
+    missing: tuple[str, ...] = ()
 
 
 class CredentialSpecs:
@@ -58,6 +60,7 @@ class CredentialSpecs:
         "_org",
         "_org_id",
         "_own",
+        "_required",
         "_shared",
         "_template_id",
         "_tokens",
@@ -75,6 +78,7 @@ class CredentialSpecs:
         keyring: Keyring,
         fp_key: bytes,
         tokens: TokenManager | None = None,
+        required: tuple[str, ...] = (),
     ) -> None:
         self._template_id = template_id
         self._org_id = org_id
@@ -84,7 +88,8 @@ class CredentialSpecs:
         self._fp_key = fp_key
         self._base = base
         self._tokens = tokens
-        self._org = self._oauth(ORG, None) if tokens is not None else Resolved(self._keyed(base), "org")
+        self._required = required
+        self._org = self._oauth(ORG, None) if tokens is not None else self._static(base, "org")
         # Opened on first use: per user id (own values), per shared credential name.
         self._own: dict[str, Resolved] = {}
         self._named: dict[str, Resolved] = {}
@@ -95,8 +100,20 @@ class CredentialSpecs:
         return self._org
 
     def resolve(self, key: KeyCredentials, user_id: str) -> Resolved:
-        """The connection for a call by ``key`` on behalf of ``user_id``."""
-        choice = choose_credential(key, self._template_id)
+        """The connection for a call by ``key`` on behalf of ``user_id``.
+
+        UpstreamError when that credential lacks a required value: the server runs because some
+        other credential has them all, but never with a half-configured upstream.
+        """
+        found = self._pick(choose_credential(key, self._template_id), user_id)
+        if found.missing:
+            raise UpstreamError(
+                f"upstream {self._base.name!r} needs {', '.join(found.missing)}, which the credential "
+                f"{found.credential!r} of this key has no value for: set it, or bind the key to another credential"
+            )
+        return found
+
+    def _pick(self, choice: CredentialChoice, user_id: str) -> Resolved:
         source = choice.source
         if source == "own":
             found = self._own.get(user_id)
@@ -129,9 +146,9 @@ class CredentialSpecs:
                 raise UpstreamError(
                     f"shared credential {choice.shared_name!r} of upstream {self._base.name!r} does not exist"
                 )
-            return Resolved(self._on_top(sealed), choice.label)
+            return self._static(self._on_top(sealed), choice.label)
         sealed = self._users.get(user_id)
-        return Resolved(self._on_top(sealed), "own") if sealed is not None else self._org
+        return self._static(self._on_top(sealed), "own") if sealed is not None else self._org
 
     def _oauth(self, choice: CredentialChoice, user_id: str | None) -> Resolved:
         assert self._tokens is not None  # only OAuth upstreams get here
@@ -142,14 +159,17 @@ class CredentialSpecs:
         spec = replace(base, key=f"{base.key}:oauth:{owner.key}", auth=bearer)
         return Resolved(spec, choice.label, bearer)
 
+    def _static(self, spec: UpstreamSpec, label: str) -> Resolved:
+        have = {*spec.env, *spec.headers}
+        return Resolved(self._keyed(spec), label, missing=tuple(k for k in self._required if k not in have))
+
     def _on_top(self, sealed: Sealed) -> UpstreamSpec:
         value = self._keyring.decrypt_json(sealed.token, context=sealed.context)
-        spec = replace(
+        return replace(
             self._base,
             env={**self._base.env, **(value.get("env") or {})},
             headers={**self._base.headers, **(value.get("headers") or {})},
         )
-        return self._keyed(spec)
 
     def _keyed(self, spec: UpstreamSpec) -> UpstreamSpec:
         return replace(

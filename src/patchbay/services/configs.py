@@ -1,8 +1,10 @@
 """Template configuration (env vars / headers): write-only values, readable only as "set / not set".
 
 A value lives encrypted in a TemplateConfig for a whole org, or for one user in it
-(the user's value overrides the org's). A server is PENDING while any required key
-of its templates has no org-level value (global < org), and RUNNING once all have.
+(the user's value overrides the org's). A server is PENDING while neither the org's values
+(global < org) nor one of the org's shared credentials over them has every required value of
+one of its templates, and RUNNING once one has. A call whose chosen credential still lacks a
+value is refused with the names it lacks.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from patchbay.errors import InvalidInput, NotFound
 from patchbay.security.crypto import decrypt_json
 from patchbay.services.revisions import bump_server
 from patchbay.services.upstream_input import check_env, check_headers
-from patchbay.services.upstreams import config_context, store_config
-from patchbay.store.models import Server, ServerTemplate, ServerTemplateLink, TemplateConfig
+from patchbay.services.upstreams import config_context, shared_context, store_config
+from patchbay.store.models import Server, ServerTemplate, ServerTemplateLink, SharedCredential, TemplateConfig
 
 MAX_VALUES = 100
 
@@ -149,11 +151,30 @@ async def refresh_servers(session: AsyncSession, *, org_id: str, secret: bytes) 
         ).all()
         missing = False
         for template in templates:
-            if not template.required_keys:
-                continue
-            status = await config_status(session, template=template, org_id=org_id, user_id=None, secret=secret)
-            missing = missing or bool(status.missing)
+            if template.required_keys and not await template_ready(
+                session, template=template, org_id=org_id, secret=secret
+            ):
+                missing = True
         wanted = "pending" if missing else "running"
         if server.status != wanted:
             server.status = wanted
             await bump_server(session, server)
+
+
+async def template_ready(session: AsyncSession, *, template: ServerTemplate, org_id: str, secret: bytes) -> bool:
+    """Whether the org's values, or one of its shared credentials over them, has every required value.
+
+    A member's own values do not count: they cover that member only, not the server.
+    """
+    status = await config_status(session, template=template, org_id=org_id, user_id=None, secret=secret)
+    if not status.missing:
+        return True
+    org, required = set(status.org), set(status.required)
+    shared = await session.scalars(
+        select(SharedCredential).where(SharedCredential.template_id == template.id, SharedCredential.org_id == org_id)
+    )
+    for cred in shared:
+        opened = decrypt_json(cred.ciphertext, secret, context=shared_context(template.id, org_id, cred.name))
+        if required <= org | _names({**(opened.get("env") or {}), **(opened.get("headers") or {})}):
+            return True
+    return False

@@ -20,9 +20,10 @@ from patchbay.errors import Conflict, InvalidInput, NotFound
 from patchbay.policy.credentials import SHARED_NAME, CredentialChoice, choice_of
 from patchbay.routing.credential_specs import Sealed
 from patchbay.security.crypto import decrypt_json, encrypt_json
+from patchbay.services.configs import refresh_servers
 from patchbay.services.tool_sync import bump_servers_using
 from patchbay.services.upstream_input import check_env, check_headers
-from patchbay.services.upstreams import get_upstream
+from patchbay.services.upstreams import get_upstream, shared_context
 from patchbay.store.models import (
     ApiKey,
     ApiKeyCredential,
@@ -57,11 +58,6 @@ class Binding:
     upstream: str
     choice: CredentialChoice
     shared_credential_id: str | None
-
-
-def shared_context(template_id: str, org_id: str, name: str) -> str:
-    """What a shared credential's ciphertext is bound to."""
-    return f"shared_credential:{template_id}:{org_id}:{name}"
 
 
 def credential_values(
@@ -122,6 +118,7 @@ async def set_shared_credential(
         found.ciphertext = token
     await session.flush()
     await bump_servers_using(session, template_id=template.id)
+    await refresh_servers(session, org_id=org_id, secret=secret)
     security.record(session, _event(org_id, channel, f"shared credential {template.slug}/{clean} set"))
     return found
 
@@ -221,7 +218,13 @@ async def list_shared_credentials(
 
 
 async def remove_shared_credential(
-    session: AsyncSession, *, org_id: str, template: ServerTemplate, name: str, channel: security.Channel = "cli"
+    session: AsyncSession,
+    *,
+    org_id: str,
+    template: ServerTemplate,
+    name: str,
+    secret: bytes,
+    channel: security.Channel = "cli",
 ) -> None:
     """Delete a shared credential; refused while an active key calls with it."""
     found = await _find(session, org_id=org_id, template=template, name=name.strip())
@@ -240,6 +243,7 @@ async def remove_shared_credential(
     await session.execute(delete(SharedCredential).where(SharedCredential.id == found.id))
     session.expunge(found)
     await bump_servers_using(session, template_id=template.id)
+    await refresh_servers(session, org_id=org_id, secret=secret)
     security.record(session, _event(org_id, channel, f"shared credential {template.slug}/{found.name} removed"))
 
 

@@ -17,8 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from patchbay.errors import Conflict
 from patchbay.oauth.contexts import client_context, token_context
 from patchbay.security.crypto import MAX_GENERATIONS, Keyring
-from patchbay.services.credentials import shared_context
-from patchbay.services.upstreams import config_context
+from patchbay.services.upstreams import config_context, shared_context
 from patchbay.store.models import EncryptionKey, OAuthClient, OAuthToken, SharedCredential, TemplateConfig
 
 

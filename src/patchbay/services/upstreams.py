@@ -159,6 +159,11 @@ async def refresh_upstream(
     return await sync_tools(session, template=template, tools=discovery.tools, channel=channel)
 
 
+def shared_context(template_id: str, org_id: str, name: str) -> str:
+    """What a shared credential's ciphertext is bound to."""
+    return f"shared_credential:{template_id}:{org_id}:{name}"
+
+
 def config_context(template_id: str, org_id: str | None, user_id: str | None) -> str:
     """What a config ciphertext is bound to: a copy moved onto another row does not open."""
     return f"template_config:{template_id}:{org_id or '-'}:{user_id or '-'}"

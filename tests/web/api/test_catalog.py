@@ -88,6 +88,16 @@ async def test_server_is_pending_until_the_org_sets_every_required_value(
         for row in (await session.scalars(select(TemplateConfig))).all():
             assert CANARY not in row.ciphertext
 
+    # A shared credential with every required value runs the server too (keys bound to it call with it).
+    shared = await client.put(
+        f"{base}/credentials/weather/team", json={"headers": {"Authorization": CANARY}}, headers=owner.headers
+    )
+    assert shared.status_code in (200, 201), shared.text
+    assert (await client.get(f"{base}/servers/wx", headers=owner.headers)).json()["status"] == "running"
+    removed = await client.delete(f"{base}/credentials/weather/team", headers=owner.headers)
+    assert removed.status_code == 204, removed.text
+    assert (await client.get(f"{base}/servers/wx", headers=owner.headers)).json()["status"] == "pending"
+
 
 async def test_catalog_metadata_and_visibility(
     client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings

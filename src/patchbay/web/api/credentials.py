@@ -108,6 +108,9 @@ async def delete(
     name: NameRef,
     access: Annotated[OrgAccess, Requires(Action.CREDENTIALS_MANAGE)],
     session: Db,
+    gw: Gw,
 ) -> None:
     template = await get_upstream(session, slug=upstream, org_id=access.org_id)
-    await remove_shared_credential(session, org_id=access.org_id, template=template, name=name, channel="api")
+    await remove_shared_credential(
+        session, org_id=access.org_id, template=template, name=name, secret=gw.secret, channel="api"
+    )
