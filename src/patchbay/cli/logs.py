@@ -21,6 +21,7 @@ from patchbay.services.audit_logs import (
     prune_logs,
     read_payload,
     resolve_query,
+    retention_age,
     server_slugs,
 )
 from patchbay.services.durations import parse_duration
@@ -189,12 +190,7 @@ def prune(
     """Delete audit records and their payloads older than an age."""
 
     async def work(env: Env) -> dict[str, Any]:
-        if older_than is not None:
-            age = parse_duration(older_than)
-        elif env.settings.audit_retention_days is not None:
-            age = parse_duration(f"{round(env.settings.audit_retention_days * 86400)}s")
-        else:
-            raise InvalidInput("give --older-than (e.g. 30d) or set PATCHBAY_AUDIT_RETENTION_DAYS")
+        age = retention_age(older_than, default_days=env.settings.audit_retention_days)
         cutoff = datetime.now(UTC) - age
         store = _store(env)
         try:

@@ -8,8 +8,7 @@ import typer
 
 from patchbay.cli.output import emit_json
 from patchbay.cli.runtime import Env, run
-from patchbay.security.crypto import Keyring
-from patchbay.services.secrets import Rotation, ciphertexts_by_kid, current_generation, rotate
+from patchbay.services.secrets import KeyStatus, Rotation, key_status, rotate
 
 app = typer.Typer(help="Encryption of stored secrets.", no_args_is_help=True)
 
@@ -35,13 +34,12 @@ def rotate_(ctx: typer.Context, as_json: JsonOption = False) -> None:
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """The current key, and how many stored values each key id seals."""
 
-    async def work(env: Env) -> tuple[int, str, dict[str, int]]:
+    async def work(env: Env) -> KeyStatus:
         async with env.transaction() as session:
-            generation = await current_generation(session)
-            kid = Keyring(env.secret, generation=generation).current_kid
-            return generation, kid, await ciphertexts_by_kid(session)
+            return await key_status(session, secret=env.secret)
 
-    generation, kid, counts = run(ctx, work)
+    found = run(ctx, work)
+    generation, kid, counts = found.generation, found.kid, found.values_by_kid
     if as_json:
         emit_json({"generation": generation, "kid": kid, "values_by_kid": counts})
         return

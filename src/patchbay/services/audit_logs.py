@@ -11,7 +11,7 @@ import asyncio
 import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, or_, select
@@ -21,6 +21,7 @@ from patchbay.audit.events import AuditEvent
 from patchbay.audit.objects import ObjectStore
 from patchbay.audit.payloads import decode_payload
 from patchbay.errors import InvalidInput, NotFound
+from patchbay.services.durations import parse_duration
 from patchbay.services.keys import normalise_prefix
 from patchbay.services.servers import get_server
 from patchbay.services.users import get_user
@@ -194,6 +195,15 @@ async def read_payload(store: ObjectStore, *, record: AuditEvent) -> Any:
 class PruneResult:
     records: int
     payloads: int
+
+
+def retention_age(older_than: str | None, *, default_days: float | None) -> timedelta:
+    """``--older-than`` / ``older_than`` as an age, else the configured retention; InvalidInput without either."""
+    if older_than is not None:
+        return parse_duration(older_than)
+    if default_days is not None:
+        return timedelta(days=default_days)
+    raise InvalidInput("give an age (e.g. 30d) or set PATCHBAY_AUDIT_RETENTION_DAYS")
 
 
 async def prune_logs(

@@ -28,6 +28,20 @@ class Rotation:
     rewritten: int
 
 
+@dataclass(frozen=True, slots=True)
+class KeyStatus:
+    generation: int
+    kid: str
+    values_by_kid: dict[str, int]
+
+
+async def key_status(session: AsyncSession, *, secret: bytes) -> KeyStatus:
+    """The current key generation and id, and how many stored values each key id seals."""
+    generation = await current_generation(session)
+    kid = Keyring(secret, generation=generation).current_kid
+    return KeyStatus(generation, kid, await ciphertexts_by_kid(session))
+
+
 async def current_generation(session: AsyncSession) -> int:
     """The key generation new ciphertexts are written under (0 before any rotation)."""
     return int(await session.scalar(select(func.max(EncryptionKey.generation))) or 0)

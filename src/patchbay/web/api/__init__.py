@@ -20,6 +20,7 @@ from patchbay.web.api import (
     credentials,
     documents,
     execute,
+    installation,
     keys,
     logs,
     me,
@@ -56,6 +57,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     credentials.router,
     connections.router,
     logs.router,
+    installation.router,
 )
 
 
