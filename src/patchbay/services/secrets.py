@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,30 +71,22 @@ async def rotate(session: AsyncSession, *, secret: bytes) -> Rotation:
     ring = Keyring(secret, generation=generation)
     session.add(EncryptionKey(generation=generation, kid=ring.current_kid))
     await session.flush()
-    rewritten = 0
+    # Every sealed value: its row, the attribute holding the ciphertext, and the context it is bound to.
+    sealed: list[tuple[Any, str, str]] = []
     for config in (await session.scalars(select(TemplateConfig))).all():
-        if not ring.needs_reencryption(config.ciphertext):
-            continue
-        context = config_context(config.template_id, config.org_id, config.user_id)
-        config.ciphertext = ring.encrypt_json(ring.decrypt_json(config.ciphertext, context=context), context=context)
-        rewritten += 1
+        sealed.append((config, "ciphertext", config_context(config.template_id, config.org_id, config.user_id)))
     for shared in (await session.scalars(select(SharedCredential))).all():
-        if not ring.needs_reencryption(shared.ciphertext):
-            continue
-        context = shared_context(shared.template_id, shared.org_id, shared.name)
-        shared.ciphertext = ring.encrypt_json(ring.decrypt_json(shared.ciphertext, context=context), context=context)
-        rewritten += 1
+        sealed.append((shared, "ciphertext", shared_context(shared.template_id, shared.org_id, shared.name)))
     for token in (await session.scalars(select(OAuthToken))).all():
-        if ring.needs_reencryption(token.ciphertext):
-            context = token_context(token.id, token.template_id, token.org_id, token.user_id, token.shared_name)
-            token.ciphertext = ring.encrypt_json(ring.decrypt_json(token.ciphertext, context=context), context=context)
-            rewritten += 1
+        context = token_context(token.id, token.template_id, token.org_id, token.user_id, token.shared_name)
+        sealed.append((token, "ciphertext", context))
     for client in (await session.scalars(select(OAuthClient))).all():
-        if client.secret_ciphertext and ring.needs_reencryption(client.secret_ciphertext):
-            context = client_context(client.template_id)
-            client.secret_ciphertext = ring.encrypt_json(
-                ring.decrypt_json(client.secret_ciphertext, context=context), context=context
-            )
+        sealed.append((client, "secret_ciphertext", client_context(client.template_id)))
+    rewritten = 0
+    for row, attr, context in sealed:
+        old = getattr(row, attr)
+        if old and ring.needs_reencryption(old):
+            setattr(row, attr, ring.encrypt_json(ring.decrypt_json(old, context=context), context=context))
             rewritten += 1
     # Catalogs cache decrypted values, which do not change: no server needs a reload.
     await session.flush()
