@@ -83,13 +83,6 @@ async def tool_org(session: AsyncSession, *, tool: str) -> str | None:
     return owner
 
 
-def user_behind(caller: Caller) -> str | None:
-    """Whose upstream connection a call uses: the key's owner or the member; None for the org's own."""
-    if isinstance(caller, Principal | OrgAccess):
-        return caller.user_id
-    return caller.user_id if isinstance(caller, Operator) else None
-
-
 def upstream_forward(
     pool: UpstreamPool, *, route: ToolRoute, caller: Caller, arguments: Any, timeout: float
 ) -> Forward | None:
@@ -99,10 +92,10 @@ def upstream_forward(
         return None
     if isinstance(caller, Principal):
         spec = upstream.resolve(caller, caller.user_id).spec  # the credential the key chose
+    elif isinstance(caller, OrgAccess | Operator) and caller.user_id is not None:
+        spec = upstream.resolve(PERSONAL, caller.user_id).spec  # a person: their own values over the org's
     else:
-        # No key to choose: a person calls with their own values, a tool key with the org's.
-        user = user_behind(caller)
-        spec = upstream.resolve(PERSONAL, user).spec if user is not None else upstream.spec
+        spec = upstream.spec  # a tool key has no owner: the org's connection
 
     async def forward() -> JSONObject:
         params: JSONObject = {"name": route.upstream_name, "arguments": arguments}
