@@ -12,7 +12,7 @@ from datetime import timedelta
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from patchbay.app import create_app
+from patchbay.app import create_app, server_config
 from patchbay.routing.discovery import Discovery, discover
 from patchbay.routing.upstream.base import UpstreamSpec
 from patchbay.runtime import Gateway
@@ -56,10 +56,7 @@ async def serving_gateway(settings: Settings) -> AsyncIterator[tuple[str, Gatewa
     """Serve the gateway on a free loopback port; yields its base URL and its live objects."""
     port = free_port()
     app = create_app(settings.model_copy(update={"port": port}))
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port))
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(20):
         while not server.started:

@@ -10,7 +10,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import uvicorn
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from patchbay.runtime import Gateway, build_gateway
 from patchbay.settings import Settings
 from patchbay.web.api import create_api
+from patchbay.web.h1_server import H1Protocol
 from patchbay.web.mcp_endpoint import McpEndpoint
 from patchbay.web.metrics import metrics_endpoint
 
@@ -107,10 +110,30 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Edge:
     return Edge(mcp, app, create_api(gw))
 
 
+def server_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """How uvicorn runs the gateway (``serve`` and the tests alike): our HTTP/1.1 protocol (decision 0014)."""
+    return uvicorn.Config(app, **server_options(settings, **overrides))
+
+
+def server_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """uvicorn's options for the gateway: our HTTP/1.1 protocol, no access log, lifespan on."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "http": H1Protocol,
+        "access_log": False,  # paths can hold keys (/mcp/k/...); the audit trail records requests instead
+        "log_config": None,
+        "lifespan": "on",
+        "proxy_headers": settings.trust_proxy_headers,
+        "server_header": False,  # names the software to every caller, and is a header per response
+        "timeout_graceful_shutdown": 10,
+    }
+    options.update(overrides)
+    return options
+
+
 def serve(settings: Settings) -> None:
     """Apply migrations, then run the gateway until SIGINT/SIGTERM (which drain the audit queue)."""
-    import uvicorn
-
     from patchbay.bootstrap import prepare_database
     from patchbay.logs import configure_logging
 
@@ -118,14 +141,4 @@ def serve(settings: Settings) -> None:
     prepare_database(settings)
     app = create_app(settings)
     logger.info("Patchbay listening on http://%s:%s/mcp", settings.host, settings.port)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=False,  # paths can hold keys (/mcp/k/...); the audit trail records requests instead
-        log_config=None,
-        lifespan="on",
-        proxy_headers=settings.trust_proxy_headers,
-        server_header=False,  # names the software to every caller, and is a header per response
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(app, **server_options(settings))

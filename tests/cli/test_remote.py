@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from patchbay.app import create_app
+from patchbay.app import create_app, server_config
 from patchbay.services.accounts import register
 from patchbay.settings import Settings
 from patchbay.store.db import make_engine, make_sessionmaker
@@ -36,15 +36,8 @@ def remote(settings: Settings, tmp_path: Path) -> Iterator[str]:
 
     asyncio.run(provision())
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings.model_copy(update={"port": port})),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            lifespan="on",
-        )
-    )
+    app = create_app(settings.model_copy(update={"port": port}))
+    server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     started = threading.Event()

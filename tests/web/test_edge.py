@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from patchbay.app import create_app
+from patchbay.app import create_app, server_config
 from patchbay.settings import Settings
 from patchbay.store.db import make_engine, make_sessionmaker
 from tests.harness import Upstream, add_upstreams, free_port, initialize_request, make_key, make_server
@@ -46,7 +46,7 @@ def gateway(settings: Settings) -> Iterator[tuple[str, str]]:
     port = free_port()
     settings.max_body_bytes = 64 * 1024
     app = create_app(settings.model_copy(update={"port": port}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     ready = threading.Event()

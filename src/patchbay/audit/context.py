@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
 from contextvars import ContextVar
+
+from patchbay.store.models import random_hex
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("patchbay_request_id", default=None)
 
@@ -14,7 +15,7 @@ _ACCEPTABLE = re.compile(r"[A-Za-z0-9._:-]{8,64}")
 
 def new_request_id(incoming: str | None = None) -> str:
     """Adopt a well-formed ``X-Request-Id`` from the caller, or make a fresh one; bind it to this task."""
-    rid = incoming if incoming is not None and _ACCEPTABLE.fullmatch(incoming) else os.urandom(8).hex()
+    rid = incoming if incoming is not None and _ACCEPTABLE.fullmatch(incoming) else random_hex(8)
     REQUEST_ID.set(rid)
     return rid
 

@@ -43,7 +43,7 @@ NAMING = {
 
 def new_id() -> str:
     """A time-ordered random id: 48 bits of milliseconds, 80 random bits, as hex."""
-    return f"{int(time.time() * 1000):012x}{_random_hex()}"
+    return f"{int(time.time() * 1000):012x}{random_hex()}"
 
 
 # Random bits drawn from the OS 4 KiB at a time: one getrandom() call per id was a visible share
@@ -52,12 +52,13 @@ _RANDOM = bytearray()
 _RANDOM_LOCK = threading.Lock()
 
 
-def _random_hex() -> str:
+def random_hex(nbytes: int = 10) -> str:
+    """``nbytes`` (at most 4096) of OS randomness as hex, from the process's buffer."""
     with _RANDOM_LOCK:
-        if len(_RANDOM) < 10:
+        if len(_RANDOM) < nbytes:
             _RANDOM[:] = os.urandom(4096)
-        chunk = _RANDOM[:10]
-        del _RANDOM[:10]
+        chunk = _RANDOM[:nbytes]
+        del _RANDOM[:nbytes]
     return chunk.hex()
 
 

@@ -13,11 +13,12 @@ to its method: ``mcp_post`` (one JSON-RPC message: parse, era, context, dispatch
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from patchbay.audit import security
 from patchbay.audit.context import new_request_id
@@ -54,20 +55,14 @@ class McpEndpoint:
         await self._call(scope, receive, send)
 
     async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
-        began = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal began
-            began = True
-            await send(message)
-
         try:
-            await self._handle(scope, receive, tracked)
+            await self._handle(scope, receive, send)
         except (SQLAlchemyError, StoreUnavailable, OSError) as exc:
             # A backing service went away: say so, stay up; the next request tries again.
             logger.error("MCP request failed, a backing service is unavailable: %s", exc)
-            if not began:
-                what = "database" if isinstance(exc, SQLAlchemyError) else "shared store"
+            what = "database" if isinstance(exc, SQLAlchemyError) else "shared store"
+            # A response already under way cannot be replaced: the server refuses a second start.
+            with contextlib.suppress(RuntimeError):
                 await send_json(
                     send, 503, error_message(None, INTERNAL_ERROR, f"the gateway's {what} is unavailable; retry later")
                 )
