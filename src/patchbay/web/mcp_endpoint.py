@@ -46,17 +46,14 @@ class McpEndpoint:
         self.hosts = HostPolicy(gateway.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        tracing = self.gw.tracing
-        if tracing is not None:
-            # The path can hold a key (/mcp/k/...): spans are named after the endpoint, never the path.
-            with tracing.request_span(scope["method"], "/mcp", header_map(scope)):
-                await self._call(scope, receive, send)
-            return
-        await self._call(scope, receive, send)
-
-    async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await self._handle(scope, receive, send)
+            tracing = self.gw.tracing
+            if tracing is None:
+                await self._handle(scope, receive, send)
+            else:
+                # The path can hold a key (/mcp/k/...): spans are named after the endpoint, never the path.
+                with tracing.request_span(scope["method"], "/mcp", header_map(scope)):
+                    await self._handle(scope, receive, send)
         except (SQLAlchemyError, StoreUnavailable, OSError) as exc:
             # A backing service went away: say so, stay up; the next request tries again.
             logger.error("MCP request failed, a backing service is unavailable: %s", exc)
