@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 _COMPRESS_IN_THREAD = 64 * 1024  # smaller bodies compress faster than a thread hop costs
 _INLINE_CHUNK = 8  # payloads written on the event loop between two turns of it
 _SLOW_WRITE = 0.002  # s per payload, encoding included (~0.05 here); a busy CPU alone must not trip it
+_SLOW_CHUNKS = 3  # in a row, before the folder counts as slow
 _THREAD_SPELL = 30.0  # seconds a slow folder is written from the writer thread before trying again
 
 
@@ -208,6 +209,7 @@ class PayloadWriter:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._thread_until = 0.0  # loop time until which local payloads go to the writer thread
+        self._slow_chunks = 0
         self.stored = 0
         self.failed = 0
 
@@ -301,9 +303,9 @@ class PayloadWriter:
 
         A writer thread releases the GIL at every os call and zlib run, against an event loop that
         takes it back each time: the hand-overs cost more CPU than the writing (decision 0015). But
-        a slow folder (network storage, a filesystem under pressure) must not stall the loop: when
-        a chunk takes longer than ``_SLOW_WRITE`` per payload, or the bodies are large, the rest
-        (and every batch for ``_THREAD_SPELL`` seconds) goes to the store's writer thread.
+        a slow folder (network storage, a filesystem under pressure) must not stall the loop: after
+        ``_SLOW_CHUNKS`` chunks in a row took longer than ``_SLOW_WRITE`` per payload, the rest (and
+        every batch for ``_THREAD_SPELL`` seconds) goes to the store's writer thread, as do large bodies.
         """
         loop = asyncio.get_running_loop()
         results: list[Exception | None] = []
@@ -316,7 +318,10 @@ class PayloadWriter:
                 continue
             began = loop.time()
             results += self._encode_and_put(store, chunk, chunk_keys)
-            if loop.time() - began > _SLOW_WRITE * len(chunk):
+            # Several slow chunks in a row: one alone may be the scheduler preempting us.
+            self._slow_chunks = self._slow_chunks + 1 if loop.time() - began > _SLOW_WRITE * len(chunk) else 0
+            if self._slow_chunks >= _SLOW_CHUNKS:
+                self._slow_chunks = 0
                 self._thread_until = loop.time() + _THREAD_SPELL
                 logger.info("payload files are slow to write: writing them in a thread for %g s", _THREAD_SPELL)
             await asyncio.sleep(0)  # let requests in between chunks
