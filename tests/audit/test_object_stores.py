@@ -44,7 +44,10 @@ async def test_deleted_objects_are_gone_and_others_stay(object_store: ObjectStor
     assert await object_store.get(keys[4]) == keys[4].encode()
 
 
-@pytest.mark.parametrize("key", ["", "/abs/path", "logs/../../etc/passwd", "logs//x", "logs/./x", "a\\b"])
+@pytest.mark.parametrize(
+    "key",
+    ["", "/abs/path", "logs/../../etc/passwd", "logs//x", "logs/./x", "a\\b", ".", "..", "logs/..", "logs/x/", "a\0b"],
+)
 async def test_keys_that_could_escape_the_store_are_refused(object_store: ObjectStore, key: str) -> None:
     with pytest.raises(InvalidInput):
         await object_store.put(key, b"x")

@@ -57,8 +57,10 @@ class ObjectStore(Protocol):
 
 def check_key(key: str) -> str:
     """``key`` if it is a plain relative path (no ``..``, no leading ``/``, no empty segment)."""
-    parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key or "\0" in key:
+    # Substring tests on the key framed by slashes: several times cheaper than splitting it, and
+    # the payload writer checks one key per call.
+    framed = f"/{key}/"
+    if "//" in framed or "/./" in framed or "/../" in framed or "\\" in key or "\0" in key:
         raise InvalidInput(f"not a valid object key: {key!r}")
     return key
 

@@ -30,11 +30,16 @@ from patchbay.store.models import utcnow
 logger = logging.getLogger(__name__)
 
 _COMPRESS_IN_THREAD = 64 * 1024  # smaller bodies compress faster than a thread hop costs
+_INLINE_CHUNK = 8  # payloads written on the event loop between two turns of it
+_SLOW_WRITE = 0.002  # s per payload, encoding included (~0.05 ms on this box when the folder is fine)
+_SLOW_CHUNKS = 3  # in a row, before the folder counts as slow
+_THREAD_SPELL = 30.0  # seconds a slow folder is written from the writer thread before trying again
 
 
 def payload_key(event: AuditEvent) -> str:
     """``logs/{yyyy}/{mm}/{dd}/{org_id}/{server_id}/{record_id}.json.gz`` (UTC date of the record)."""
-    day = event.created_at.strftime("%Y/%m/%d")
+    at = event.created_at  # not strftime: it costs more than the rest of the key
+    day = f"{at.year:04d}/{at.month:02d}/{at.day:02d}"
     return f"logs/{day}/{event.org_id or '_'}/{event.server_id or '_'}/{event.id}.json.gz"
 
 
@@ -173,8 +178,9 @@ class PayloadWriter:
     """Stores payloads in the background, a batch at a time, then hands each record to the audit writer.
 
     Whatever is queued when the worker wakes (after lingering once for a fuller batch) is encoded
-    and stored together: for the local folder, encoding and writing happen in one hop to the
-    store's writer thread; for S3, the PUTs go out concurrently. The queue is bounded: when it is
+    and stored together: for the local folder, encoding and writing happen on the event loop a
+    few payloads at a time, or in the store's writer thread while the folder is slow
+    (``_put_local``); for S3, the PUTs go out concurrently. The queue is bounded: when it is
     full, ``submit`` waits (backpressure), as the audit writer does, so a slow object store slows
     callers down instead of losing records.
     """
@@ -202,6 +208,8 @@ class PayloadWriter:
         self._room = Signal()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._thread_until = 0.0  # loop time until which local payloads go to the writer thread
+        self._slow_chunks = 0
         self.stored = 0
         self.failed = 0
 
@@ -264,7 +272,7 @@ class PayloadWriter:
         store = self.store
         try:
             if isinstance(store, LocalObjectStore):
-                results = await store.in_thread(self._encode_and_put, store, batch, keys)
+                results = await self._put_local(store, batch, keys)
             else:
                 size = sum(len(c.request) + len(c.response) for _, c in batch)
                 if size > _COMPRESS_IN_THREAD:
@@ -287,6 +295,37 @@ class PayloadWriter:
                 logger.warning("could not store the payload of audit record %s: %s", event.id, redact_text(str(error)))
             if not audit.submit_nowait(event):
                 await audit.submit(event)
+
+    async def _put_local(
+        self, store: LocalObjectStore, batch: list[tuple[AuditEvent, Captured]], keys: list[str]
+    ) -> list[Exception | None]:
+        """Encode and write on the event loop, a few payloads at a time, while that stays quick.
+
+        A writer thread releases the GIL at every os call and zlib run, against an event loop that
+        takes it back each time: the hand-overs cost more CPU than the writing (decision 0015). But
+        a slow folder (network storage, a filesystem under pressure) must not stall the loop: after
+        ``_SLOW_CHUNKS`` chunks in a row took longer than ``_SLOW_WRITE`` per payload, the rest (and
+        every batch for ``_THREAD_SPELL`` seconds) goes to the store's writer thread, as do large bodies.
+        """
+        loop = asyncio.get_running_loop()
+        results: list[Exception | None] = []
+        for start in range(0, len(batch), _INLINE_CHUNK):
+            chunk = batch[start : start + _INLINE_CHUNK]
+            chunk_keys = keys[start : start + _INLINE_CHUNK]
+            size = sum(len(c.request) + len(c.response) for _, c in chunk)
+            if loop.time() < self._thread_until or size > _COMPRESS_IN_THREAD:
+                results += await store.in_thread(self._encode_and_put, store, chunk, chunk_keys)
+                continue
+            began = loop.time()
+            results += self._encode_and_put(store, chunk, chunk_keys)
+            # Several slow chunks in a row: one alone may be the scheduler preempting us.
+            self._slow_chunks = self._slow_chunks + 1 if loop.time() - began > _SLOW_WRITE * len(chunk) else 0
+            if self._slow_chunks >= _SLOW_CHUNKS:
+                self._slow_chunks = 0
+                self._thread_until = loop.time() + _THREAD_SPELL
+                logger.info("payload files are slow to write: writing them in a thread for %g s", _THREAD_SPELL)
+            await asyncio.sleep(0)  # let requests in between chunks
+        return results
 
     def _encode_all(self, batch: list[tuple[AuditEvent, Captured]]) -> list[bytes]:
         return [encode_payload(event, captured, cap=self._cap) for event, captured in batch]
