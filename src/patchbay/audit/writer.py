@@ -169,9 +169,13 @@ class AuditWriter:
             raise RuntimeError("AuditWriter is closed")
         if len(self._queue) >= self._max_queue:
             return False
-        self._queue.append(event)
+        queue = self._queue
+        queue.append(event)
         self._submitted += 1
-        self._queued.fire()
+        # The worker waits for a first event, then lingers until a batch is full (or a flush or
+        # close asks): waking it for every event in between cost a task step per request.
+        if len(queue) == 1 or len(queue) >= self._batch_size:
+            self._queued.fire()
         return True
 
     async def submit(self, event: AuditEvent) -> None:
