@@ -21,7 +21,7 @@ from sqlalchemy import Insert, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from patchbay.audit.events import FIELD_NAMES, AuditEvent
 from patchbay.store.models import AuditRecord
@@ -89,6 +89,7 @@ class AuditWriter:
         self._room = Signal()  # submitters: the queue has room again
         self._progress = Signal()  # flushers: more events are settled
         self._flushers = 0
+        self._conn: AsyncConnection | None = None
 
         self._submitted = 0
         self._settled = 0  # written, or refused by the database as invalid
@@ -213,6 +214,10 @@ class AuditWriter:
                 self._progress.fire()
         finally:
             self._worker_running = False
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                with anyio.CancelScope(shield=True):
+                    await _discard(conn)
             self._progress.fire()
             self._room.fire()
 
@@ -279,10 +284,28 @@ class AuditWriter:
         # SQLite and PostgreSQL alike. The statement is compiled once per dialect and the rows go
         # to the driver as tuples: SQLAlchemy's per-row parameter processing cost more CPU than
         # the database's own work (bench/README.md, decision 0008).
-        async with self._sessionmaker() as session, session.begin():
-            conn = await session.connection()
+        engine = self._sessionmaker.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            async with self._sessionmaker() as session, session.begin():
+                bound = await session.connection()
+                compiled = _compiled_insert(bound.dialect)
+                await bound.exec_driver_sql(compiled.sql, compiled.encode(events))
+            return
+        # One connection kept for the writer: a session, a pool checkout and the pool's
+        # reset-on-return (a rollback) per batch cost the event loop about as much as the rows.
+        conn = self._conn
+        if conn is None:
+            conn = await engine.connect()
+            self._conn = conn
+        try:
             insert = _compiled_insert(conn.dialect)
-            await conn.exec_driver_sql(insert.sql, insert.encode(events))
+            async with conn.begin():
+                await conn.exec_driver_sql(insert.sql, insert.encode(events))
+        except BaseException:
+            self._conn = None
+            with anyio.CancelScope(shield=True):
+                await _discard(conn)
+            raise
 
 
 class _BadValue(Exception):
@@ -358,6 +381,14 @@ def _rows_are_at_fault(exc: Exception) -> bool:
         return isinstance(sqlstate, str) and sqlstate[:2] in {"22", "23"}
     # Raised while binding parameters, before the database saw anything.
     return isinstance(exc, StatementError)
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Give the writer's connection back; one that failed mid-batch is not reused."""
+    try:
+        await conn.close()
+    except Exception:  # already broken: the pool will replace it
+        logger.debug("closing the audit writer's connection failed", exc_info=True)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
