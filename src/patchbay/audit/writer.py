@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -323,10 +324,15 @@ class _CompiledInsert:
         self._in_order = self._order == list(range(len(FIELD_NAMES)))
         # The dialect's own bind processors (say datetime -> text on SQLite), so values are stored
         # exactly as SQLAlchemy would store them; most columns have none.
-        processors = []
+        processors: list[tuple[int, Callable[[Any], Any]]] = []
         for position, name in enumerate(order):
-            process = _TABLE.c[name].type._cached_bind_processor(dialect)
-            if process is not None:
+            column_type = _TABLE.c[name].type
+            process = column_type._cached_bind_processor(dialect)
+            if process is None:
+                continue
+            if getattr(column_type.dialect_impl(dialect), "_storage_format", None) == _SQLITE_DATETIME:
+                processors.append((position, _sqlite_datetime(process)))
+            else:
                 processors.append((position, process))
         self._processors = processors
 
@@ -349,6 +355,34 @@ class _CompiledInsert:
                         raise _BadValue(f"{FIELD_NAMES[self._order[position]]}: {exc}") from exc
             encoded.append(tuple(values))
         return encoded
+
+
+# SQLAlchemy's default text form of a datetime on SQLite (``sqlite.DATETIME``).
+_SQLITE_DATETIME = "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+_SQLITE_DATETIME_FIELDS = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
+
+def _sqlite_datetime(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLAlchemy's SQLite datetime processor, formatting a tuple instead of a seven-key dict.
+
+    The same format with positional fields: the same text, for half the cost (the dict and its
+    key lookups were most of it; ``isoformat`` was no cheaper, its UTC offset included).
+    """
+
+    def fast(value: Any) -> Any:
+        if type(value) is datetime:
+            return _SQLITE_DATETIME_FIELDS % (
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+            )
+        return process(value)
+
+    return fast
 
 
 _COMPILED: dict[str, _CompiledInsert] = {}
