@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import anyio
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from patchbay.audit import AuditEvent, AuditWriter
+from patchbay.audit.events import FIELD_NAMES
+from patchbay.audit.writer import _compiled_insert
 from patchbay.store.models import AuditRecord
 
 pytestmark = pytest.mark.anyio
@@ -299,3 +302,23 @@ async def test_a_cancelled_aclose_stops_the_writer_instead_of_waiting(
     assert writer.depth == 1
     with pytest.raises(RuntimeError, match="closed"):
         writer.submit_nowait(AuditEvent())
+
+
+def test_datetimes_reach_sqlite_in_the_text_form_sqlalchemy_writes() -> None:
+    dialect = sqlite_dialect.dialect()
+    column = AuditRecord.__table__.c["created_at"]
+    theirs = column.type._cached_bind_processor(dialect)
+    assert theirs is not None
+    compiled = _compiled_insert(dialect)
+    [process] = [p for at, p in compiled._processors if FIELD_NAMES[compiled._order[at]] == "created_at"]
+    assert process is not theirs  # the fast form is in use
+    moments = [
+        datetime(2026, 11, 23, 20, 15, 55, 123456, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: still written as .000000
+        datetime(999, 12, 31, 23, 59, 59, 1),  # naive, a three-digit year
+        datetime(2026, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        date(2026, 6, 1),
+        None,
+    ]
+    for moment in moments:
+        assert process(moment) == theirs(moment)

@@ -36,6 +36,7 @@ from patchbay.routing.upstream.h1 import (
     H1ProtocolError,
 )
 from patchbay.routing.upstream.h1_conn import HIGH_WATER
+from patchbay.routing.upstream.h1_request import EncodedHeaders, encode_request
 from tests.fixtures.servers import free_port
 from tests.routing.conftest import wait_until
 
@@ -490,6 +491,24 @@ async def test_header_values_with_line_breaks_are_refused() -> None:
             await pool.request("GET", "http://127.0.0.1:1/", {"x-a": "1\r\nx-injected: 2"})
         with pytest.raises(ValueError, match="CR or LF"):
             await pool.request("GET", "http://127.0.0.1:1/", [(b"x-a", b"1\nx-injected: 2")])
+
+
+def test_encoded_headers_send_the_same_bytes_as_a_plain_mapping() -> None:
+    url = URL("http://example.test:8080/mcp?x=1")
+    headers = {"content-type": "application/json", "mcp-session-id": "abc", "x-é": "ü"}
+    for method, body in (("POST", b'{"a":1}'), ("POST", b""), ("GET", b""), ("DELETE", b"")):
+        encoded = encode_request(method, url, EncodedHeaders(headers), body)
+        assert encoded == encode_request(method, url, headers, body)
+    assert dict(EncodedHeaders(headers)) == headers
+
+
+def test_encoded_headers_refuse_line_breaks_and_non_latin1_text() -> None:
+    with pytest.raises(ValueError, match="CR or LF"):
+        EncodedHeaders({"x-a": "1\r\nx-injected: 2"})
+    with pytest.raises(ValueError, match="CR or LF"):
+        EncodedHeaders({"x-a\n": "1"})
+    with pytest.raises(ValueError, match="Latin-1"):
+        EncodedHeaders({"x-a": "€"})
 
 
 # Stale keep-alive connections: retried once, and only when nothing came back

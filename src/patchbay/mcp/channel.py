@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -59,9 +60,11 @@ class ResponseChannel:
         request_timeout: float = 300.0,
     ) -> None:
         self.era = era
-        self.queue: asyncio.Queue[JSONObject] = asyncio.Queue()
+        # Plain values, not an asyncio.Queue and Event: the exchange polls them when woken through
+        # ``on_activity``, and every request builds a channel (most never carry a side message).
+        self.queue: deque[JSONObject] = deque()
         self.input_round: InputRound | None = None
-        self.input_ready = asyncio.Event()
+        self.input_ready = False  # an input_required round is waiting to be answered
         self._store = store
         self._caps = client_capabilities
         self._progress_token = progress_token
@@ -81,7 +84,7 @@ class ResponseChannel:
             self.on_activity()
 
     def _put(self, message: JSONObject) -> None:
-        self.queue.put_nowait(message)
+        self.queue.append(message)
         if self.on_activity is not None:
             self.on_activity()
 
@@ -141,7 +144,7 @@ class ResponseChannel:
         future: asyncio.Future[JSONObject] = asyncio.get_running_loop().create_future()
         self.input_round.requests[key] = request
         self.input_round.futures[key] = future
-        self.input_ready.set()
+        self.input_ready = True
         if self.on_activity is not None:
             self.on_activity()
         try:
@@ -154,7 +157,7 @@ class ResponseChannel:
     def take_round(self) -> InputRound | None:
         """Hand the parked requests to the endpoint, which answers the client with them."""
         current, self.input_round = self.input_round, None
-        self.input_ready.clear()
+        self.input_ready = False
         return current
 
 

@@ -114,24 +114,19 @@ async def run_exchange(
     stream = _EventStream(ctx, send, headers)
     mirrored: StreamState | None = None
     while True:
-        if (
-            not task.done()
-            and channel.queue.empty()
-            and not channel.input_ready.is_set()
-            and channel.upstream_state == mirrored
-        ):
+        if not task.done() and not channel.queue and not channel.input_ready and channel.upstream_state == mirrored:
             await wake.wait()
             wake.clear()
         if channel.upstream_state != mirrored:
             mirrored = channel.upstream_state
             await stream.mirror(mirrored)
-        while not channel.queue.empty():
-            await stream.write(channel.queue.get_nowait())
+        while channel.queue:
+            await stream.write(channel.queue.popleft())
         if task.done():
             response, code = _response(ctx, method, task)
             status = ERROR_HTTP_STATUS.get(code, 200) if (code is not None and ctx.era == "modern") else 200
             return await _final(stream, send, headers, response, code, status)
-        if channel.input_ready.is_set():
+        if channel.input_ready:
             round_ = channel.take_round()
             if round_ is None:
                 continue
@@ -239,8 +234,8 @@ class _SideWriter:
         if channel.upstream_state != self._mirrored:
             self._mirrored = channel.upstream_state
             await stream.mirror(self._mirrored)
-        while not channel.queue.empty():
-            await stream.write(channel.queue.get_nowait())
+        while channel.queue:
+            await stream.write(channel.queue.popleft())
 
     async def finish(self) -> None:
         """Once the handler is done: let the writer task end, then write whatever is left."""

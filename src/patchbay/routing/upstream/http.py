@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -14,7 +15,9 @@ from patchbay.errors import UpstreamError, UpstreamTimeout
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.routing.upstream.base import MessageSink, NotificationHandler, Transport, UpstreamSpec
 from patchbay.routing.upstream.bearer import BearerClient
+from patchbay.routing.upstream.deadlines import Deadlines
 from patchbay.routing.upstream.h1 import H1Error, H1Pool, Response
+from patchbay.routing.upstream.h1_request import EncodedHeaders
 from patchbay.routing.upstream.http_common import (
     HttpStatusError,
     iter_events,
@@ -59,24 +62,17 @@ class _Cursor:
     progressed: bool = False
 
 
+def _encoded(headers: dict[str, str]) -> Mapping[str, str]:
+    """Headers sent with many messages, encoded once; as they are if they cannot travel (each send says so)."""
+    try:
+        return EncodedHeaders(headers)
+    except ValueError:
+        return headers
+
+
 class _SessionExpired(Exception):
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
-
-
-class _Deadline:
-    """Cancels a task when its time is up, remembering that it did (see ``_roundtrip``)."""
-
-    __slots__ = ("cancelling", "expired", "task")
-
-    def __init__(self, task: asyncio.Task[object]) -> None:
-        self.task = task
-        self.cancelling = task.cancelling()
-        self.expired = False
-
-    def expire(self) -> None:
-        self.expired = True
-        self.task.cancel()
 
 
 class HttpConnection:
@@ -100,12 +96,13 @@ class HttpConnection:
             "content-type": "application/json",
         }
         # Headers of every legacy-era message (session id and version included once known).
-        self._headers = self._base
+        self._headers = _encoded(self._base)
         self._envelope: JSONObject | None = None
         self._session_id: str | None = None
         self._reinit = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
         self._callers: dict[int, asyncio.Task[object]] = {}
+        self._deadlines = Deadlines()
         self._aborted: set[int] = set()
         self._closed = False
         self._tool_headers = ToolHeaders()
@@ -172,7 +169,7 @@ class HttpConnection:
         self,
         method: str,
         params: JSONObject | None,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         seconds: float,
         sink: MessageSink | None,
     ) -> JSONObject:
@@ -185,12 +182,10 @@ class HttpConnection:
         task = asyncio.current_task()
         assert task is not None
         self._callers[rid] = task
-        # A bare timer that cancels this task, as asyncio.timeout() does, for a fraction of its cost
-        # (it showed as ~5 % of a proxied call): the deadline and the distinction between our own
-        # cancellation and anyone else's are kept the same way.
-        deadline = _Deadline(task)
-        loop = task.get_loop()
-        timer = loop.call_at(loop.time() + seconds, deadline.expire)
+        # Our deadline cancels this task, as asyncio.timeout() would; what the count of
+        # cancellations was tells our own cancellation from anyone else's.
+        cancelling = task.cancelling()
+        self._deadlines.start(rid, task, seconds)
         try:
             try:
                 return await self._exchange(message, headers, pending)
@@ -201,7 +196,7 @@ class HttpConnection:
             self._cancel_upstream(rid, method, "timed out")
             raise self._timeout(method, seconds) from None
         except asyncio.CancelledError:
-            if deadline.expired and task.uncancel() <= deadline.cancelling:
+            if self._deadlines.expired(rid) and task.uncancel() <= cancelling:
                 self._cancel_upstream(rid, method, "timed out")
                 raise self._timeout(method, seconds) from None
             if rid in self._aborted and task.uncancel() == 0:
@@ -209,7 +204,7 @@ class HttpConnection:
             self._cancel_upstream(rid, method, "the client went away")
             raise
         finally:
-            timer.cancel()
+            self._deadlines.stop(rid)
             del self._callers[rid]
             self._aborted.discard(rid)
             self._core.close(rid)
@@ -222,7 +217,7 @@ class HttpConnection:
         if self._envelope is None and method not in _UNCANCELLABLE and not self._closed:
             self._core.spawn(self.notify("notifications/cancelled", {"requestId": rid, "reason": reason}))
 
-    async def _exchange(self, message: JSONObject, headers: dict[str, str], pending: Pending) -> JSONObject:
+    async def _exchange(self, message: JSONObject, headers: Mapping[str, str], pending: Pending) -> JSONObject:
         """POST one request and read its answer, relaying whatever else its event stream carries."""
         name, rid = self.spec.name, message["id"]
         try:
@@ -252,7 +247,7 @@ class HttpConnection:
         except H1Error as exc:
             raise transport_error(name, self.url, exc) from exc
         finally:
-            await resp.aclose()
+            resp.close()
 
     async def _read_stream(self, resp: Response, rid: int, pending: Pending) -> JSONObject:
         """Read a response stream to its answer, resuming it when the upstream closes it early (SEP-1699)."""
@@ -385,13 +380,13 @@ class HttpConnection:
         self.instructions = negotiated.instructions
         if negotiated.modern:
             self._envelope = envelope(negotiated.protocol_version)
-            self._headers = self._base
+            self._headers = _encoded(self._base)
             return
         self._envelope = None
         headers = {**self._base, "mcp-protocol-version": negotiated.protocol_version}
         if self._session_id:
             headers[SESSION_HEADER] = self._session_id
-        self._headers = headers
+        self._headers = _encoded(headers)
 
     async def _reinitialize(self, expired: str, seconds: float) -> None:
         """Start a new legacy session after the upstream forgot ours (HTTP 404), once per lost session."""
@@ -444,6 +439,7 @@ class HttpConnection:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
         await self._core.aclose()
+        self._deadlines.close()
         if self._session_id and self._envelope is None:
             with contextlib.suppress(H1Error, TimeoutError, RuntimeError):
                 async with asyncio.timeout(2.0):

@@ -82,11 +82,12 @@ def strip_envelope(params: JSONObject | None) -> JSONObject | None:
     if params is None:
         return None
     meta = params.get("_meta")
-    if not isinstance(meta, dict) or not any(key in meta for key in ENVELOPE_KEYS):
+    if not isinstance(meta, dict) or meta.keys().isdisjoint(ENVELOPE_KEYS):
         return params
-    out = dict(params)
-    out["_meta"] = {k: v for k, v in meta.items() if k not in ENVELOPE_KEYS}
-    return out
+    kept = dict(meta)
+    for key in ENVELOPE_KEYS:
+        kept.pop(key, None)
+    return {**params, "_meta": kept}
 
 
 def modern_headers(base: dict[str, str], version: str, method: str, params: JSONObject | None) -> dict[str, str]:
