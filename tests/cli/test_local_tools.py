@@ -40,6 +40,9 @@ def test_documents_are_created_shown_listed_replaced_and_deleted(cli: Cli, tmp_p
     assert replaced.stdout.strip() == "replaced document price-list (version 2, 10 bytes)"
     stale = cli("doc", "replace", "price-list", "--json", "{}", "--version", "1")
     assert one_error_line(stale) == "error: document price-list changed: it is at version 2, not 1"
+    # A version no document can reach (beyond the 32-bit column) is a conflict, not a database error.
+    beyond = cli("doc", "replace", "price-list", "--json", "{}", "--version", str(2**31))
+    assert one_error_line(beyond) == f"error: document price-list changed: it is at version 2, not {2**31}"
     assert cli("doc", "delete", "price-list").exit_code == 0
     assert cli("doc", "list").stdout.strip() == "no documents"
 

@@ -13,7 +13,7 @@ from patchbay.engine.runner import Limits, check_document_size, json_size
 from patchbay.errors import Conflict, InvalidInput, NotFound
 from patchbay.services.revisions import bump_servers
 from patchbay.services.slugs import require_slug, slugify
-from patchbay.store.models import Document, LocalTool, Project, Server, ServerTool, Tool, utcnow
+from patchbay.store.models import MAX_DOCUMENT_VERSION, Document, LocalTool, Project, Server, ServerTool, Tool, utcnow
 
 DEFAULT_PROJECT = "default"
 MAX_DOCUMENT_SLUG = 64
@@ -169,6 +169,9 @@ async def replace_document(
     doc = await get_document(session, org_id=org_id, name=name)
     size = json_size(value)
     check_document_size(size, limits, name=doc.slug)
+    if expected_version is not None and not 1 <= expected_version <= MAX_DOCUMENT_VERSION:
+        # No document can be at such a version (and the database would refuse the comparison).
+        raise Conflict(f"document {doc.slug} changed: it is at version {doc.version}, not {expected_version}")
     seen = doc.version if expected_version is None else expected_version
     stored = await session.execute(
         update(Document)

@@ -282,6 +282,9 @@ class Project(Timestamped, Base):
     description: Mapped[str] = mapped_column(Text, default="")
 
 
+MAX_DOCUMENT_VERSION = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
+
+
 class Document(Timestamped, Base):
     """A stored JSON value. ``version`` grows by one with every write (compare-and-swap guard)."""
 

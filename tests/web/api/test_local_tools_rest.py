@@ -220,6 +220,8 @@ async def test_documents_are_created_read_replaced_and_deleted_with_clear_limits
     assert (replaced.status_code, replaced.json()["version"], replaced.json()["value"]) == (200, 2, {"n": 2})
     stale = await client.put(f"{base}/documents/stock", json={"value": {"n": 3}, "version": 1}, headers=admin.headers)
     assert stale.status_code == 409 and "version 2, not 1" in stale.json()["error"]["message"]
+    beyond = await client.put(f"{base}/documents/stock", json={"value": {}, "version": 2**31}, headers=admin.headers)
+    assert beyond.status_code in (400, 422) and "version" in beyond.text
     oversized = await client.put(f"{base}/documents/stock", json={"value": "y" * 300}, headers=admin.headers)
     assert oversized.status_code == 413
     read = await client.get(f"{base}/documents/stock", headers=admin.headers)

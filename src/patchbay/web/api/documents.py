@@ -27,7 +27,7 @@ from patchbay.services.documents import (
     replace_document,
 )
 from patchbay.services.paging import page_of
-from patchbay.store.models import Document
+from patchbay.store.models import MAX_DOCUMENT_VERSION, Document
 from patchbay.web.api.deps import Db, Gw, Requires
 from patchbay.web.api.errors import ERROR_RESPONSES
 from patchbay.web.api.pagination import PageOut, Paging, page_out
@@ -61,7 +61,9 @@ class DocumentIn(BaseModel):
 
 class DocumentReplaceIn(BaseModel):
     value: Any = Field(description="The whole new JSON value.")
-    version: Annotated[int | None, Field(ge=1, description="Only if the document is still at this version.")] = None
+    version: Annotated[
+        int | None, Field(ge=1, le=MAX_DOCUMENT_VERSION, description="Only if the document is still at this version.")
+    ] = None
 
 
 class DocumentSummaryOut(BaseModel):
