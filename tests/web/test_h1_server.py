@@ -98,6 +98,18 @@ async def serving(app: App, **options: Any) -> AsyncIterator[tuple[int, uvicorn.
         await task
 
 
+@contextlib.asynccontextmanager
+async def connected(**options: Any) -> AsyncIterator[tuple[App, asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A fresh app served by a fresh server, and one client connection to it."""
+    app = App()
+    async with serving(app, **options) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            yield app, reader, writer
+        finally:
+            writer.close()
+
+
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
     """One response: status, headers (lower-case names), body (content-length or chunked)."""
     head = await reader.readuntil(b"\r\n\r\n")
@@ -133,32 +145,24 @@ async def closed(reader: asyncio.StreamReader) -> bool:
 
 
 async def test_keep_alive_answers_several_requests_on_one_connection() -> None:
-    app = App()
-    async with serving(app) as (port, _):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected() as (_app, reader, writer):
         for body in (b"first", b"second" * 100, b""):
             writer.write(request("POST", "/echo", body))
             status, headers, got = await read_response(reader)
             assert (status, got) == (200, body)
             assert "date" in headers and "connection" not in headers
-        writer.close()
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:
-    app = App()
-    async with serving(app) as (port, _):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected() as (app, reader, writer):
         writer.write(request("GET", "/slow") + request("POST", "/echo", b"after") + request("GET", "/x"))
         answers = [await read_response(reader) for _ in range(3)]
         assert [body for _, _, body in answers] == [b"slow", b"after", b"hello GET"]
         assert app.seen == ["GET /slow", "POST /echo", "GET /x"]
-        writer.close()
 
 
 async def test_chunked_and_large_bodies_reach_the_app_whole() -> None:
-    app = App()
-    async with serving(app) as (port, _):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected() as (app, reader, writer):
         head = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         writer.write(head + b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
         assert (await read_response(reader))[2] == b"hello world"
@@ -167,50 +171,38 @@ async def test_chunked_and_large_bodies_reach_the_app_whole() -> None:
         assert (await read_response(reader))[2] == big
         # Past STREAM_AFTER the body was streamed to the app in pieces, not buffered whole first.
         assert len(app.chunks) > 2
-        writer.close()
 
 
 async def test_expect_100_continue_is_answered_when_the_app_reads() -> None:
-    app = App()
-    async with serving(app) as (port, _):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected() as (_app, reader, writer):
         writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
         async with asyncio.timeout(5):
             assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
         writer.write(b"body")
         assert (await read_response(reader))[2] == b"body"
-        writer.close()
 
 
 async def test_head_gets_headers_without_a_body() -> None:
-    app = App()
-    async with serving(app) as (port, _):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected() as (_app, reader, writer):
         writer.write(request("HEAD", "/x") + request("GET", "/x"))
         head = await reader.readuntil(b"\r\n\r\n")
         assert b"content-length: 10" in head
         # The next bytes are the GET's response: the HEAD sent no body.
         assert (await read_response(reader))[2] == b"hello GET"
-        writer.close()
 
 
 async def test_a_streamed_response_sends_its_head_before_its_body() -> None:
-    app = App()
-    async with serving(app) as (port, _):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected() as (app, reader, writer):
         writer.write(request("GET", "/stream"))
         async with asyncio.timeout(5):
             head = await reader.readuntil(b"\r\n\r\n")
         assert b"transfer-encoding: chunked" in head
         app.release.set()
         assert await reader.readuntil(b"0\r\n\r\n") == b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n"
-        writer.close()
 
 
 async def test_the_app_learns_when_the_client_goes_away() -> None:
-    app = App()
-    async with serving(app) as (port, _):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected() as (app, reader, writer):
         writer.write(request("GET", "/watch"))
         async with asyncio.timeout(5):
             await reader.readuntil(b"watching")
@@ -270,9 +262,7 @@ async def test_connection_close_and_http_1_0_close_after_the_response() -> None:
 
 
 async def test_idle_connections_are_closed_after_the_keep_alive_timeout() -> None:
-    app = App()
-    async with serving(app, timeout_keep_alive=1) as (port, _):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected(timeout_keep_alive=1) as (_app, reader, writer):
         for _ in range(3):  # activity keeps it open past one timeout
             await asyncio.sleep(0.5)
             writer.write(request("GET", "/x"))
