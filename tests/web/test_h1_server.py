@@ -273,6 +273,13 @@ async def test_idle_connections_are_closed_after_the_keep_alive_timeout() -> Non
         assert 0.5 < loop.time() - began < 3
 
 
+async def test_a_request_that_stops_arriving_loses_its_connection() -> None:
+    async with connected(timeout_keep_alive=1) as (app, reader, writer):
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part")
+        assert await closed(reader)
+        assert app.seen == []
+
+
 async def test_shutdown_finishes_the_request_in_flight_and_closes_idle_connections() -> None:
     app = App()
     async with serving(app) as (port, server):

@@ -14,7 +14,8 @@ differences in *how*, never in what the application sees:
 - Response headers are checked with one pattern and a CRLF count over the whole head, not two
   patterns per header.
 - The keep-alive timeout is one timer per idle period per connection, re-armed when it fires,
-  instead of one timer per request.
+  instead of one timer per request. It also ends a request whose head or body stops arriving
+  before the app has it (uvicorn waits for such a client forever).
 
 Limits: the request line and headers together may not exceed ``MAX_HEAD_BYTES`` (431, then
 close); a malformed request gets 400 and the connection closes; pipelined requests are
@@ -206,8 +207,10 @@ class H1Protocol(asyncio.Protocol):
     def _idle_check(self) -> None:
         self.idle_timer = None
         transport = self.transport
-        if transport is None or transport.is_closing() or self.active is not None or self.parsing is not None:
-            return  # busy: the next idle period arms a new timer
+        if transport is None or transport.is_closing() or self.active is not None:
+            return  # answering: the next idle period arms a new timer
+        # Idle, or in the middle of a request's head or (small) body that stopped arriving: a
+        # client that sends nothing for the timeout loses the connection either way.
         due = self.last_active + self.keep_alive_timeout
         if self.loop.time() >= due:
             transport.close()
