@@ -77,17 +77,24 @@ def wait_http(child: Child, url: str, *, timeout: float = 60.0, method: str = "G
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its live descendants (psutil; clock-tick resolution)."""
+    user, system = cpu_split(pid)
+    return user + system
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system (kernel) CPU seconds of a process and its live descendants."""
     try:
         proc = psutil.Process(pid)
         procs = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
+        return 0.0, 0.0
+    user = system = 0.0
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             t = p.cpu_times()
-            total += t.user + t.system
-    return total
+            user += t.user
+            system += t.system
+    return user, system
 
 
 def main_thread_cpu_seconds(pid: int) -> float:

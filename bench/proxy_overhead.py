@@ -48,6 +48,7 @@ from procs import (
     Child,
     LineReader,
     cpu_seconds,
+    cpu_split,
     environ,
     free_port,
     main_thread_cpu_seconds,
@@ -229,8 +230,12 @@ def run_phase(
 
 
 def _cpu(watched: dict[str, int]) -> dict[str, float]:
-    """CPU seconds of each watched process, and of the gateway's main thread (the event loop)."""
-    cpu = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    """CPU seconds of each watched process, its kernel share, and the gateway's main thread (the event loop)."""
+    cpu: dict[str, float] = {}
+    for name, pid in watched.items():
+        user, system = cpu_split(pid)
+        cpu[name] = user + system
+        cpu[f"{name} kernel"] = system
     cpu["gateway main thread"] = main_thread_cpu_seconds(watched["gateway"])
     return cpu
 
@@ -387,6 +392,12 @@ def report(direct: dict[str, Any], gateway: dict[str, Any], args: argparse.Names
             f"{g_cpu['gateway main thread']:.3f}",
             f"other threads {g_cpu['gateway'] - g_cpu['gateway main thread']:.3f} ms",
         ),
+        (
+            "  of which kernel (ms)",
+            f"upstream {d_cpu['upstream kernel']:.3f}",
+            f"{g_cpu['gateway kernel']:.3f}",
+            f"{g_cpu['gateway kernel'] / max(d_cpu['upstream kernel'], 1e-9):.2f}x upstream's",
+        ),
         ("CPU/call load generator (ms)", f"{d_cpu['loadgen']:.3f}", f"{g_cpu['loadgen']:.3f}", ""),
     ]
     width = max(len(r[0]) for r in rows)
@@ -443,7 +454,7 @@ def git_revision() -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=3000, help="measured calls per phase (default 3000)")
+    parser.add_argument("--calls", type=int, default=10000, help="measured calls per phase (default 10000)")
     parser.add_argument(
         "--direct-calls", type=int, help="measured calls per direct phase (default: --calls; --quick: 4000)"
     )
