@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -263,6 +264,40 @@ async def test_a_failed_write_is_retried_until_the_database_takes_it(
             await writer.flush()
         assert writer.written == 3
     assert {row.id for row in await stored(sessionmaker)} == {event.id for event in submitted}
+
+
+async def test_a_kept_connection_that_died_while_idle_is_replaced_without_an_error_or_a_wait(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A backoff of 30 s would outlast the bound below: the batch must go through on a fresh
+    # connection at once, as after a restarted server or a proxy's idle timeout.
+    async with AuditWriter(sessionmaker, retry_initial=30.0, retry_max=30.0) as writer:
+        first, second = events(2)
+        await writer.submit(first)
+        with anyio.fail_after(WAIT):
+            await writer.flush()
+        await drop_writer_connection(writer, engine)
+        await writer.submit(second)
+        with anyio.fail_after(5.0):
+            await writer.flush()
+        assert writer.written == 2
+        assert writer.failed_batches == 1
+    assert {row.id for row in await stored(sessionmaker)} == {first.id, second.id}
+    assert not [r for r in caplog.records if r.name == "patchbay.audit.writer" and r.levelno >= logging.WARNING]
+
+
+async def drop_writer_connection(writer: AuditWriter, engine: AsyncEngine) -> None:
+    """End the writer's kept connection from outside, as a server or a proxy would."""
+    kept = writer._conn
+    assert kept is not None
+    raw = await kept.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as other:
+            ended = await other.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.get_server_pid()})
+        assert ended is True
+    else:
+        await driver.close()  # aiosqlite: the connection's thread stops; its next use fails
 
 
 @pytest.mark.parametrize(

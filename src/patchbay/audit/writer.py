@@ -257,10 +257,16 @@ class AuditWriter:
         """Store ``rows``, retrying until it works; rows the database calls invalid are dropped."""
         delay = self._retry_initial
         while True:
+            kept = self._conn is not None
             try:
                 await self._insert(rows)
             except Exception as exc:  # the writer's top level: a failed write must not end the task
                 self._failed_batches += 1
+                if kept and _connection_lost(exc):
+                    # The kept connection died while idle (a restarted server, an idle timeout, a
+                    # proxy): nothing is wrong with the database, so a fresh one takes the batch now.
+                    logger.info("the audit writer's database connection was closed; reconnecting")
+                    continue
                 if _rows_are_at_fault(exc):
                     if len(rows) == 1:
                         self._rejected += 1
@@ -402,6 +408,11 @@ def _insert_ignoring_duplicates(dialect: Dialect) -> Insert:
     if dialect.name == "sqlite":
         return sqlite.insert(_TABLE).on_conflict_do_nothing(index_elements=["id"])
     return insert(_TABLE)
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """True when the driver says the connection itself is gone (SQLAlchemy's disconnect check)."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def _rows_are_at_fault(exc: Exception) -> bool:
