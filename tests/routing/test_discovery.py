@@ -9,9 +9,11 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from patchbay.errors import UpstreamError, UpstreamTimeout
+from patchbay.jsonrpc_types import JSONObject
 from patchbay.routing.discovery import discover
 from patchbay.routing.upstream.base import Transport, UpstreamSpec
 from patchbay.routing.upstream.pool import UpstreamPool
+from patchbay.routing.upstream.stdio import StdioConnection
 from tests.fixtures.servers import free_port
 from tests.routing.conftest import TIME_COMMAND, stdio_spec
 
@@ -56,6 +58,25 @@ async def test_command_not_found() -> None:
 
 async def test_a_server_that_exits_at_once_is_reported_with_its_last_words() -> None:
     script = "import sys; print('starting'); print('error: FOO_API_KEY is not set', file=sys.stderr); sys.exit(2)"
+    with pytest.raises(UpstreamError) as info:
+        await discover(stdio_spec(command=(sys.executable, "-c", script)), timeout=10)
+    assert str(info.value) == "upstream 'fixture' exited with code 2: error: FOO_API_KEY is not set"
+
+
+async def test_a_server_gone_before_our_first_write_is_reported_with_its_last_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On a loaded machine the process can exit before the gateway writes to it: the write then
+    # fails with a broken pipe, and the error must still be the reader's, with the last words.
+    original = StdioConnection._write
+
+    async def write_once_it_has_exited(self: StdioConnection, message: JSONObject) -> None:
+        assert self.process is not None
+        await self.process.wait()
+        await original(self, message)
+
+    monkeypatch.setattr(StdioConnection, "_write", write_once_it_has_exited)
+    script = "import sys; print('error: FOO_API_KEY is not set', file=sys.stderr); sys.exit(2)"
     with pytest.raises(UpstreamError) as info:
         await discover(stdio_spec(command=(sys.executable, "-c", script)), timeout=10)
     assert str(info.value) == "upstream 'fixture' exited with code 2: error: FOO_API_KEY is not set"

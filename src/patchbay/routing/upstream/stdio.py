@@ -128,8 +128,10 @@ class StdioConnection(StreamConnection):
         try:
             await self.process.stdin.drain()
         except ConnectionError:
-            # The reader notices the exit and fails everything with the exit code; report the same.
+            # The reader notices the exit and fails everything with the exit code and the process's
+            # last words: wait for it to say so (it waits for stderr too), then report the same.
             await asyncio.shield(self._stop())
+            await asyncio.wait(self._tasks[:1], timeout=2 * EXIT_WAIT)
             raise self._error or UpstreamError(f"upstream {self.spec.name!r} closed its stdin") from None
 
     async def _read_stdout(self) -> None:
