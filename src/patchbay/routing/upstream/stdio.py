@@ -131,7 +131,9 @@ class StdioConnection(StreamConnection):
             # The reader notices the exit and fails everything with the exit code and the process's
             # last words: wait for it to say so (it waits for stderr too), then report the same.
             await asyncio.shield(self._stop())
-            await asyncio.wait(self._tasks[:1], timeout=2 * EXIT_WAIT)
+            reader = self._tasks[0]
+            if reader is not asyncio.current_task():
+                await asyncio.wait([reader], timeout=2 * EXIT_WAIT)
             raise self._error or UpstreamError(f"upstream {self.spec.name!r} closed its stdin") from None
 
     async def _read_stdout(self) -> None:
