@@ -29,33 +29,38 @@ import pstats
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from procs import BenchError, environ, free_port, stop
 from proxy_overhead import BENCH, RESULTS, SECRET_KEY, setup_gateway, start_upstream
 
-_PREFIXES = (
-    (str(Path(__file__).resolve().parents[1] / "src") + "/", ""),
-    (sys.prefix + "/lib/python3.11/site-packages/", ""),
-    (sys.base_prefix + "/lib/python3.11/", ""),
+if TYPE_CHECKING:
+    from patchbay.settings import Settings
+
+# Shown relative to these: our sources, installed packages, the standard library.
+_ROOTS = (
+    str(Path(__file__).resolve().parents[1] / "src") + "/",
+    sysconfig.get_paths()["purelib"] + "/",
+    sysconfig.get_paths()["platlib"] + "/",
+    sysconfig.get_paths()["stdlib"] + "/",
 )
 
 
 def short(path: str) -> str:
-    for prefix, repl in _PREFIXES:
-        if path.startswith(prefix):
-            return repl + path[len(prefix) :]
+    for root in _ROOTS:
+        if path.startswith(root):
+            return path[len(root) :]
     return path
 
 
-async def serve_and_load(settings: object, key: str, calls: int, profiler: cProfile.Profile) -> None:
+async def serve_and_load(settings: Settings, key: str, calls: int, profiler: cProfile.Profile) -> None:
     import uvicorn
 
     from patchbay.app import create_app, server_config
-    from patchbay.settings import Settings
 
-    assert isinstance(settings, Settings)
     app = create_app(settings)
     server = uvicorn.Server(server_config(app, settings, log_level="warning"))
     task = asyncio.create_task(server.serve())
