@@ -77,6 +77,23 @@ async def test_every_submitted_event_is_written_once_after_flush(
     assert {row.tool_name for row in rows} == {f"tool-{i}" for i in range(1234)}
 
 
+async def test_a_batch_larger_than_one_statement_can_bind_is_written_whole(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # On SQLite a batch goes out as multi-row statements of at most `rows_per_statement` rows
+    # (the bound-parameter limit); a batch of 2.5 statements must come out whole, and once.
+    per_statement = _compiled_insert(sqlite_dialect.dialect()).rows_per_statement
+    assert per_statement > 1
+    submitted = events(per_statement * 5 // 2)
+    async with AuditWriter(sessionmaker, batch_size=len(submitted), max_queue=len(submitted)) as writer:
+        for event in submitted:
+            assert writer.submit_nowait(event)
+        with anyio.fail_after(WAIT):
+            await writer.flush()
+        assert writer.written == len(submitted)
+    assert [row.id for row in await stored(sessionmaker)] == sorted(event.id for event in submitted)
+
+
 async def test_a_written_record_keeps_every_field(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     now = datetime.now(UTC).replace(microsecond=123000)
     event = AuditEvent(
