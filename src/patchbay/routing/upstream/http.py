@@ -102,6 +102,7 @@ class HttpConnection:
         self._reinit = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
         self._callers: dict[int, asyncio.Task[object]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._deadlines = Deadlines()
         self._aborted: set[int] = set()
         self._closed = False
@@ -179,7 +180,12 @@ class HttpConnection:
         message: JSONObject = {"jsonrpc": "2.0", "id": rid, "method": method}
         if params is not None:
             message["params"] = params
-        task = asyncio.current_task()
+        # With the loop named, Python 3.11's current_task() skips get_running_loop() (a getpid()
+        # system call per call there).
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None
         self._callers[rid] = task
         # Our deadline cancels this task, as asyncio.timeout() would; what the count of
