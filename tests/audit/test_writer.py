@@ -81,10 +81,11 @@ async def test_a_batch_larger_than_one_statement_can_bind_is_written_whole(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     # On SQLite a batch goes out as multi-row statements of at most `rows_per_statement` rows
-    # (the bound-parameter limit); a batch of 2.5 statements must come out whole, and once.
+    # (the bound-parameter limit), the last one padded with copies of its last row: every
+    # record must come out whole, and once.
     per_statement = _compiled_insert(sqlite_dialect.dialect()).rows_per_statement
     assert per_statement > 1
-    submitted = events(per_statement * 5 // 2)
+    submitted = events(per_statement * 2 + 3)
     async with AuditWriter(sessionmaker, batch_size=len(submitted), max_queue=len(submitted)) as writer:
         for event in submitted:
             assert writer.submit_nowait(event)
@@ -92,6 +93,17 @@ async def test_a_batch_larger_than_one_statement_can_bind_is_written_whole(
             await writer.flush()
         assert writer.written == len(submitted)
     assert [row.id for row in await stored(sessionmaker)] == sorted(event.id for event in submitted)
+
+
+def test_batches_of_any_size_share_a_few_prepared_statements() -> None:
+    # The driver keeps every distinct statement prepared (megabytes for a large batch): batch
+    # sizes 1-500 must map to a handful of statements, not to one each.
+    insert = _compiled_insert(sqlite_dialect.dialect())
+    texts = {sql for n in range(1, 501) for sql, _ in insert.statements(events(n))}
+    assert len(texts) <= 10
+    for n in (1, 3, 500):
+        [(sql, parameters)] = list(insert.statements(events(n)))
+        assert sql.count("(?") * len(FIELD_NAMES) == len(parameters)
 
 
 async def test_a_written_record_keeps_every_field(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
