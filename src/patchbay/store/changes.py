@@ -5,8 +5,9 @@ changed. Every revision bump also increments the single ``change_counter`` row a
 PostgreSQL, sends ``NOTIFY patchbay_changes``, all inside its transaction. On SQLite the
 gateway reads the counter on a dedicated connection whenever the WAL index shows that some
 transaction committed since it last looked (strict: audit writes do not change it). On
-PostgreSQL it LISTENs; while that connection is down, every call reports a change so nothing
-stale is ever served.
+PostgreSQL it LISTENs, and a request that must see every earlier commit shares a read of the
+counter with the requests around it; while the LISTEN connection is down, every call reports a
+change so nothing stale is ever served.
 """
 
 from __future__ import annotations
