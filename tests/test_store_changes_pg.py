@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from patchbay.store.changes import PostgresWatcher
@@ -92,3 +93,20 @@ async def test_a_request_waiting_for_a_read_can_be_cancelled(engine: AsyncEngine
         await waiting
     await _bump(engine)
     assert await asyncio.wait_for(watcher.confirmed_generation(), 10) is not None
+
+
+async def test_a_failed_read_is_a_database_error_for_its_requests_and_the_next_read_recovers(
+    engine: AsyncEngine, watcher: PostgresWatcher
+) -> None:
+    seen = await watcher.confirmed_generation()
+    async with engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE change_counter RENAME TO change_counter_away"))
+    try:
+        with pytest.raises(DBAPIError) as failed:  # what the MCP endpoint answers with 503
+            await watcher.confirmed_generation()
+        assert not failed.value.connection_invalidated
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE change_counter_away RENAME TO change_counter"))
+    await _bump(engine)
+    assert await watcher.confirmed_generation() != seen
