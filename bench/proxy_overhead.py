@@ -423,6 +423,11 @@ def report(direct: dict[str, Any], gateway: dict[str, Any], args: argparse.Names
     met = cpu_ratio <= GOAL
     verdict = "MET" if met else "NOT MET"
     print()
+    floor = os.environ.get("PATCHBAY_BENCH_FLOOR")
+    if floor:
+        # bench/floor/sitecustomize.py replaced the MCP endpoint: a yardstick, not the gateway.
+        verdict = f"NOT JUDGED (floor instrument '{floor}', not the gateway; would be {verdict})"
+        met = False
     print(
         f"GOAL {verdict}: the gateway spends {g_cpu['gateway']:.3f} ms CPU per proxied call = "
         f"{cpu_ratio:.2f}x the upstream's {d_cpu['upstream']:.3f} ms per direct call (goal <= {GOAL:g}x)"
@@ -564,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "gateway_env"}
             | {"gateway_env": args.gateway_env},
+            "floor_instrument": os.environ.get("PATCHBAY_BENCH_FLOOR"),
             "direct": direct,
             "gateway": via,
             **verdict,
