@@ -110,3 +110,17 @@ async def test_a_failed_read_is_a_database_error_for_its_requests_and_the_next_r
             await conn.execute(text("ALTER TABLE change_counter_away RENAME TO change_counter"))
     await _bump(engine)
     assert await watcher.confirmed_generation() != seen
+
+
+async def test_on_another_database_the_counter_is_read_through_sqlalchemy(engine: AsyncEngine) -> None:
+    if engine.dialect.driver == "asyncpg":
+        pytest.skip("covers the drivers other than asyncpg")
+    watcher = PostgresWatcher(engine)  # not started: blind, but every read still counts
+    try:
+        await watcher.confirmed_generation()
+        seen = watcher._last_counter
+        await _bump(engine)
+        await watcher.confirmed_generation()
+        assert watcher._last_counter == seen + 1
+    finally:
+        await watcher.aclose()

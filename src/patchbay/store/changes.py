@@ -253,6 +253,8 @@ class PostgresWatcher:
         try:
             if fresh:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if self._engine.dialect.driver != "asyncpg":  # any other database this watcher is given
+                return (await conn.exec_driver_sql(_COUNTER_SQL)).scalar()
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
             try:
