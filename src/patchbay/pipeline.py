@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -70,9 +70,12 @@ class Operator:
 Caller = Principal | ToolKeyGrant | OrgAccess | Operator
 
 
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """What the audit stage receives about one call."""
+class CallRecord(NamedTuple):
+    """What the audit stage receives about one call.
+
+    Immutable as a tuple: every call on every channel builds one, and a frozen dataclass, which
+    sets each field through ``object.__setattr__``, cost twice as much (decision 0017).
+    """
 
     channel: Channel
     caller: Caller
@@ -87,8 +90,7 @@ class CallRecord:
 AuditSink = Callable[[CallRecord], None]  # the channel's way of keeping the record
 
 
-@dataclass(frozen=True, slots=True)
-class Executed:
+class Executed(NamedTuple):
     """Stage 4's answer: an engine result (plain JSON) or an upstream's ``CallToolResult``."""
 
     value: JSONObject
@@ -148,7 +150,7 @@ def authorize(caller: Caller, route: ToolRoute) -> None:
 
 async def rate_limit(store: SharedStore, caller: Caller, route: ToolRoute) -> None:
     """Take a token from the key's bucket and from the tool's; RateLimited says how long to wait."""
-    if isinstance(caller, Principal | ToolKeyGrant) and caller.rate_limit is not None:
+    if isinstance(caller, (Principal, ToolKeyGrant)) and caller.rate_limit is not None:
         limit = caller.rate_limit
         prefix = caller.key_prefix if isinstance(caller, Principal) else caller.prefix
         wait = await store.take_token(f"rl:key:{caller.key_id}", rate=limit / 60.0, capacity=float(limit))
