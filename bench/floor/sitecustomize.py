@@ -26,8 +26,9 @@ _MODE = os.environ.get("PATCHBAY_BENCH_FLOOR", "")
 if _MODE in ("bare", "audit"):
     import orjson
 
-    from patchbay.audit.events import AuditEvent
-    from patchbay.web import mcp_endpoint
+    from patchbay.mcp.context import AuditNote
+    from patchbay.mcp.exchange import Outcome
+    from patchbay.web import mcp_endpoint, mcp_post
 
     _JSON = [(b"content-type", b"application/json")]
 
@@ -67,23 +68,11 @@ if _MODE in ("bare", "audit"):
         out = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "result": response["result"]})
         await _answer(send, out, [])
         if _MODE == "audit":
-            event = AuditEvent(
-                org_id=principal.org_id,
-                server_id=principal.server_id,
-                api_key_id=principal.key_id,
-                key_prefix=principal.key_prefix,
-                user_id=principal.user_id,
-                auth_method=principal.auth_method,
-                transport="streamable_http",
-                method=method,
-                tool_name=params["name"],
-                tool_id=route.tool_id,
-                duration_ms=(time.perf_counter() - started) * 1000.0,
-                bytes_in=len(body),
-                bytes_out=len(out),
-                user_agent=headers.get(b"user-agent", b"").decode(),
-                credential=chosen.credential,
-            )
+            # The gateway's own record builder, so the floor's audit row is the real one.
+            note = AuditNote(tool_name=params["name"], tool_id=route.tool_id, credential=chosen.credential)
+            user_agent = {"user-agent": headers.get(b"user-agent", b"").decode()}
+            outcome = Outcome(200, len(out), None)
+            event = mcp_post._audit(principal, user_agent, method, "legacy", note, outcome, len(body), started)
             gw.audit.submit_nowait(event)
 
     mcp_endpoint.McpEndpoint.__call__ = _floor  # type: ignore[method-assign]
