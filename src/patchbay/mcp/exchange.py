@@ -99,7 +99,7 @@ async def run_exchange(
     """Drive the handler (or a resumed one) to its next answer and write it to ``send``."""
     if resume is None and ctx.era == "legacy":
         assert handler is not None
-        return await _run_inline(ctx, method, handler, params, send, extra_headers or [])
+        return await run_inline(ctx, method, handler, params, send, extra_headers or [])
     if resume is not None:
         task = resume.task
         ctx = resume.ctx
@@ -162,7 +162,7 @@ async def _final(
     return Outcome(status, len(body), code)
 
 
-async def _run_inline(
+async def run_inline(
     ctx: RequestContext,
     method: str,
     handler: Handler,
@@ -193,7 +193,8 @@ async def _run_inline(
         error = exc
     finally:
         channel.on_activity = None
-    await side.finish()
+    if side.started or channel.queue or channel.upstream_state is not None:
+        await side.finish()
     response, code = _answer(ctx, method, result, error)
     return await _final(stream, send, headers, response, code)
 
@@ -210,6 +211,11 @@ class _SideWriter:
         self._wake: asyncio.Event | None = None
         self._mirrored: StreamState | None = None
         self._done = False
+
+    @property
+    def started(self) -> bool:
+        """True once a side message started the writer task."""
+        return self._task is not None
 
     def wake(self) -> None:
         if self._task is None:

@@ -12,6 +12,7 @@ import base64
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -226,40 +227,40 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
     name = params.get("name")
     if not isinstance(name, str):
         raise RpcError(INVALID_PARAMS, "tools/call needs a tool name")
-    if ctx.catalog.compact and name == compact.SEARCH:
-        ctx.note.tool_name = name
-        return compact.search(ctx.gateway.visible_tools(ctx.principal, ctx.catalog), params.get("arguments"))
-    if ctx.catalog.compact and name == compact.CALL:
-        inner, arguments = compact.unwrap_call(params.get("arguments"))
-        # The client addressed call_tool, so header marks of the inner tool cannot be expected.
-        return await _call_tool(ctx, {**params, "name": inner, "arguments": arguments}, inner, check_marks=False)
-    return await _call_tool(ctx, params, name, check_marks=True)
-
-
-async def _call_tool(ctx: RequestContext, params: JSONObject, name: str, *, check_marks: bool) -> JSONObject:
-    ctx.note.tool_name = name
+    note = ctx.note
+    check_marks = True
+    if ctx.catalog.compact:
+        if name == compact.SEARCH:
+            note.tool_name = name
+            return compact.search(ctx.gateway.visible_tools(ctx.principal, ctx.catalog), params.get("arguments"))
+        if name == compact.CALL:
+            name, arguments = compact.unwrap_call(params.get("arguments"))
+            params = {**params, "name": name, "arguments": arguments}
+            check_marks = False  # the client addressed call_tool: marks of the inner tool cannot be expected
+    note.tool_name = name
     route = ctx.catalog.tools.get(name)
     if route is None:
         held = ctx.catalog.quarantined.get(name)
         if held is not None and (ctx.principal.all_tools or held[0] in ctx.principal.grants):
-            (ctx.note.tool_id, status), ctx.note.status = held, "denied"
+            (note.tool_id, status), note.status = held, "denied"
             raise RpcError(INVALID_PARAMS, quarantine_message(name, status), {"tool": name, "status": status})
         raise RpcError(INVALID_PARAMS, f"Unknown tool: '{name}'", {"tool": name})
-    ctx.note.tool_id = route.tool_id
+    note.tool_id = route.tool_id
     upstream = route.upstream
     forward_call: Forward | None = None
     if upstream is not None:
+        call_params = params
 
-        async def forward_call() -> JSONObject:
+        def forward_call() -> Awaitable[JSONObject]:
+            # The checks run when the pipeline's execute stage calls this; the coroutine it
+            # returns is the upstream call itself (no extra frame in the await chain).
             if check_marks and route.param_marks and ctx.era == "modern":
-                problem = mismatch(route.param_marks, params.get("arguments"), ctx.headers)
+                problem = mismatch(route.param_marks, call_params.get("arguments"), ctx.headers)
                 if problem is not None:
                     raise RpcError(HEADER_MISMATCH, problem)
-            call = upstream_params(ctx, params)
+            call = upstream_params(ctx, call_params)
             call["name"] = route.upstream_name
-            return await forward(ctx, upstream, "tools/call", call)
-
-    note = ctx.note
+            return forward(ctx, upstream, "tools/call", call)
 
     def audit(record: CallRecord) -> None:
         if record.status != "ok":
@@ -407,7 +408,7 @@ async def resources_subscribe(ctx: RequestContext, params: JSONObject) -> JSONOb
     else:
         await forward(ctx, owner, "resources/subscribe", upstream_params(ctx, params))
     if uri not in ctx.session.subscriptions:
-        ctx.session.subscriptions.append(uri)
+        ctx.session = replace(ctx.session, subscriptions=[*ctx.session.subscriptions, uri])
         await ctx.gateway.sessions.save(ctx.session)
     return {}
 
@@ -418,7 +419,7 @@ async def resources_unsubscribe(ctx: RequestContext, params: JSONObject) -> JSON
     if not isinstance(uri, str) or ctx.session is None:
         raise RpcError(INVALID_PARAMS, "resources/unsubscribe needs a uri and a session")
     if uri in ctx.session.subscriptions:
-        ctx.session.subscriptions.remove(uri)
+        ctx.session = replace(ctx.session, subscriptions=[u for u in ctx.session.subscriptions if u != uri])
         await ctx.gateway.sessions.save(ctx.session)
     return {}
 
@@ -445,7 +446,7 @@ async def logging_set_level(ctx: RequestContext, params: JSONObject) -> JSONObje
     if not isinstance(level, str):
         raise RpcError(INVALID_PARAMS, "logging/setLevel needs a level")
     if ctx.session is not None:
-        ctx.session.log_level = level
+        ctx.session = replace(ctx.session, log_level=level)
         await ctx.gateway.sessions.save(ctx.session)
     upstreams = ctx.catalog.with_capability("logging")
     # Best effort: one upstream refusing a level must not fail the client's request.

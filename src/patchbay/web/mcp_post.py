@@ -9,6 +9,7 @@ when the server captures payloads.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -21,7 +22,7 @@ from patchbay.auth.principal import Principal
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.mcp.channel import Era, ResponseChannel
 from patchbay.mcp.context import AuditNote, RequestContext
-from patchbay.mcp.exchange import Outcome, continuation_owner, run_exchange, take_continuation
+from patchbay.mcp.exchange import Outcome, continuation_owner, run_exchange, run_inline, take_continuation
 from patchbay.mcp.handlers import HANDLERS, LEGACY_ONLY, REQUIRED_CAPABILITY
 from patchbay.mcp.protocol import (
     ERROR_HTTP_STATUS,
@@ -217,7 +218,7 @@ async def _initialize(gw: Gateway, send: Send, principal: Principal, request_id:
     return Outcome(200, size, None)
 
 
-async def _dispatch(
+def _dispatch(
     gw: Gateway,
     ctx: RequestContext,
     method: str,
@@ -225,9 +226,10 @@ async def _dispatch(
     send: Send,
     receive: Receive,
     extra: list[tuple[bytes, bytes]],
-) -> Outcome:
+) -> Awaitable[Outcome]:
+    """The awaitable that answers the request (not a coroutine itself: one frame fewer per request)."""
     if method == "subscriptions/listen" and ctx.era == "modern":
-        return await serve_listen(ctx, params, send, receive)
+        return serve_listen(ctx, params, send, receive)
     handler = HANDLERS.get(method) if ctx.era == "legacy" or method not in LEGACY_ONLY else None
     needed = REQUIRED_CAPABILITY.get(method)
     if handler is None or (needed is not None and needed not in ctx.catalog.capabilities):
@@ -237,18 +239,17 @@ async def _dispatch(
             f"Method not found: {method}",
             request_id=ctx.request_id,
         )
-    resume = None
-    if ctx.era == "modern":
-        owner = continuation_owner(params)
-        if owner is not None and owner != gw.node_id:
-            retry = RelayedRetry(method, params, ctx.request_id, ctx.principal.key_id)
-            return await gw.relay.forward(owner, retry, send)
+    if ctx.era == "legacy":
+        return run_inline(ctx, method, handler, params, send, extra)
+    owner = continuation_owner(params)
+    if owner is not None and owner != gw.node_id:
+        retry = RelayedRetry(method, params, ctx.request_id, ctx.principal.key_id)
+        return gw.relay.forward(owner, retry, send)
     try:
-        if ctx.era == "modern":
-            resume = take_continuation(gw.continuations, params, key_id=ctx.principal.key_id, request_id=ctx.request_id)
+        resume = take_continuation(gw.continuations, params, key_id=ctx.principal.key_id, request_id=ctx.request_id)
     except RpcError as exc:
         raise HttpReject(400, exc.code, exc.message, request_id=ctx.request_id) from None
-    return await run_exchange(
+    return run_exchange(
         ctx,
         method,
         handler,
