@@ -196,22 +196,38 @@ async def call_tool(
     caller: Caller,
     route: ToolRoute,
     arguments: Any,
-    audit: AuditSink,
+    audit: AuditSink | None,
     forward: Forward | None = None,
 ) -> Executed:
-    """Stages 2-5 for an authenticated caller; raises the error of the stage that refused."""
-    started = time.perf_counter()
-    failure: BaseException | None = None
+    """Stages 2-5 for an authenticated caller; raises the error of the stage that refused.
+
+    ``audit=None`` is for a channel that writes its audit record per request itself (MCP: one
+    record per HTTP request, whatever its method); it takes the status from the exception
+    with ``failure_status``. Building a record nobody keeps cost every proxied call ~1.5 µs.
+    """
+    started = time.perf_counter() if audit is not None else 0.0
     try:
         authorize(caller, route)
         if route.rate_limit is not None or getattr(caller, "rate_limit", None) is not None:
             await rate_limit(pipeline.store, caller, route)
-        return Executed(await execute(pipeline, route, arguments, forward), route.local is not None)
+        done = Executed(await execute(pipeline, route, arguments, forward), route.local is not None)
     except BaseException as exc:  # recorded, then re-raised unchanged
-        failure = exc
+        if audit is not None:
+            audit(_record(channel, caller, route, exc, started))
         raise
-    finally:
-        audit(_record(channel, caller, route, failure, started))
+    if audit is not None:
+        audit(_record(channel, caller, route, None, started))
+    return done
+
+
+def failure_status(failure: BaseException) -> str:
+    """The audit status of a call that raised ``failure``: denied, limited or error."""
+    if isinstance(failure, PatchbayError):
+        return _STATUS_OF_CODE.get(failure.code, "error")
+    return "error"
+
+
+_STATUS_OF_CODE = {"forbidden": "denied", "rate_limited": "limited"}
 
 
 def _record(
@@ -221,7 +237,7 @@ def _record(
         status, code, message, http = "ok", None, None, 200
     elif isinstance(failure, PatchbayError):
         code = failure.code
-        status = {"forbidden": "denied", "rate_limited": "limited"}.get(code, "error")
+        status = failure_status(failure)
         message, http = str(failure), HTTP_STATUS.get(code, 500)
     else:  # an upstream's JSON-RPC error, a database outage, a cancelled request
         status, code, message, http = "error", "internal", type(failure).__name__, 500

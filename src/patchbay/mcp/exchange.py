@@ -20,7 +20,6 @@ import orjson
 from starlette.types import Send
 
 from patchbay.jsonrpc_types import JSONObject
-from patchbay.mcp.channel import ResponseChannel
 from patchbay.mcp.context import RequestContext
 from patchbay.mcp.handlers import CACHEABLE, Handler
 from patchbay.mcp.protocol import ERROR_HTTP_STATUS, INTERNAL_ERROR, INVALID_PARAMS, RpcError
@@ -146,7 +145,7 @@ async def run_exchange(
 
 
 async def _final(
-    stream: _EventStream,
+    stream: _EventStream | None,
     send: Send,
     headers: list[tuple[bytes, bytes]],
     response: JSONObject,
@@ -154,7 +153,7 @@ async def _final(
     status: int = 200,
 ) -> Outcome:
     """The last answer: the final event when the response became a stream, else a plain JSON body."""
-    if stream.started:
+    if stream is not None and stream.started:
         await stream.write(response, final=True)
         return Outcome(200, stream.written, code)
     body = orjson.dumps(response)
@@ -179,8 +178,7 @@ async def run_inline(
     task path does. Measured (decision 0008): a task, an Event and a wake-up per request.
     """
     channel = ctx.channel
-    stream = _EventStream(ctx, send, headers)
-    side = _SideWriter(channel, stream)
+    side = _SideWriter(ctx, send, headers)
     channel.on_activity = side.wake
     result: JSONObject | None = None
     error: BaseException | None = None
@@ -196,17 +194,22 @@ async def run_inline(
     if side.started or channel.queue or channel.upstream_state is not None:
         await side.finish()
     response, code = _answer(ctx, method, result, error)
-    return await _final(stream, send, headers, response, code)
+    return await _final(side.stream, send, headers, response, code)
 
 
 class _SideWriter:
-    """Writes an inline request's side messages from a task started by the first one."""
+    """Writes an inline request's side messages from a task started by the first one.
 
-    __slots__ = ("_channel", "_done", "_mirrored", "_stream", "_task", "_wake")
+    Its event stream is made with the first side message too: most calls never have one.
+    """
 
-    def __init__(self, channel: ResponseChannel, stream: _EventStream) -> None:
-        self._channel = channel
-        self._stream = stream
+    __slots__ = ("_ctx", "_done", "_headers", "_mirrored", "_send", "_task", "_wake", "stream")
+
+    def __init__(self, ctx: RequestContext, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        self._ctx = ctx
+        self._send = send
+        self._headers = headers
+        self.stream: _EventStream | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._mirrored: StreamState | None = None
@@ -236,7 +239,9 @@ class _SideWriter:
 
     async def flush(self) -> None:
         """Mirror the upstream's stream state and write every queued message, in order."""
-        channel, stream = self._channel, self._stream
+        channel, stream = self._ctx.channel, self.stream
+        if stream is None:
+            stream = self.stream = _EventStream(self._ctx, self._send, self._headers)
         if channel.upstream_state != self._mirrored:
             self._mirrored = channel.upstream_state
             await stream.mirror(self._mirrored)

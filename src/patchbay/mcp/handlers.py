@@ -47,7 +47,7 @@ from patchbay.mcp.protocol import (
     URL_ELICITATION_REQUIRED,
     RpcError,
 )
-from patchbay.pipeline import CallRecord, Forward, call_tool
+from patchbay.pipeline import Forward, call_tool, failure_status
 from patchbay.routing.catalog import Upstream
 
 logger = logging.getLogger(__name__)
@@ -262,32 +262,28 @@ async def tools_call(ctx: RequestContext, params: JSONObject) -> JSONObject:
             call["name"] = route.upstream_name
             return forward(ctx, upstream, "tools/call", call)
 
-    def audit(record: CallRecord) -> None:
-        if record.status != "ok":
-            note.status = record.status
-
     try:
+        # No audit sink: this request's one audit record is written by the endpoint, from the note.
         done = await call_tool(
             ctx.gateway.pipeline,
             channel="mcp",
             caller=ctx.principal,
             route=route,
             arguments=params.get("arguments", {}),
-            audit=audit,
+            audit=None,
             forward=forward_call,
         )
-    except Forbidden as exc:
-        raise RpcError(INVALID_PARAMS, f"Tool '{name}' is not allowed: {exc}", {"tool": name}) from None
-    except RateLimited as exc:
-        data = {"tool": name, "retryAfter": max(1, math.ceil(exc.retry_after))}
-        raise RpcError(RATE_LIMITED, str(exc), data) from None
-    except StoreUnavailable:
-        raise  # the endpoint answers 503: a backing service, not the tool, failed
-    except PatchbayError as exc:
-        if route.local is None:
-            raise
-        # A local tool's own failure (bad arguments, missing path, conflict) is a tool result the model can read.
-        return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
+    except BaseException as exc:
+        note.status = failure_status(exc)
+        if isinstance(exc, Forbidden):
+            raise RpcError(INVALID_PARAMS, f"Tool '{name}' is not allowed: {exc}", {"tool": name}) from None
+        if isinstance(exc, RateLimited):
+            data = {"tool": name, "retryAfter": max(1, math.ceil(exc.retry_after))}
+            raise RpcError(RATE_LIMITED, str(exc), data) from None
+        if route.local is not None and isinstance(exc, PatchbayError) and not isinstance(exc, StoreUnavailable):
+            # A local tool's own failure (bad arguments, missing path, conflict) is a tool result the model can read.
+            return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
+        raise  # an upstream's error; a backing service that failed (the endpoint answers 503)
     if not done.local:
         return done.value
     text = orjson.dumps(done.value).decode()
