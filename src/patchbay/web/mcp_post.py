@@ -99,8 +99,8 @@ async def post(
             era = "legacy"
             outcome = await _initialize(gw, send, principal, request_id, params)
             return
-        ctx, extra = await _context(gw, scope, headers, principal, rpc_method, request_id, params)
-        era, note = ctx.era, ctx.note
+        ctx, extra = await _context(gw, scope, headers, principal, rpc_method, request_id, params, note)
+        era = ctx.era
         if ctx.catalog.capture_payloads:
             send = tap = ResponseTap(send, gw.settings.payload_max_bytes)
         outcome = await _dispatch(gw, ctx, rpc_method, params, send, receive, extra)
@@ -130,6 +130,7 @@ async def _context(
     method: str,
     request_id: Any,
     params: JSONObject,
+    note: AuditNote,
 ) -> tuple[RequestContext, list[tuple[bytes, bytes]]]:
     session_id = headers.get("mcp-session-id")
     session: LegacySession | None = None
@@ -184,6 +185,7 @@ async def _context(
         session=session,
         request_id=request_id,
         headers=headers,
+        note=note,
     )
     extra = [(b"mcp-session-id", session.id.encode())] if session is not None else []
     return ctx, extra
