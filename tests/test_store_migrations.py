@@ -95,3 +95,18 @@ def test_keys_from_before_per_key_credentials_keep_working_with_the_default_choi
     principal = asyncio.run(resolve())
     assert (principal.key_id, principal.shared, dict(principal.credentials)) == ("k1", False, {})
     assert choose_credential(principal, "any-template") == OWN
+
+
+async def test_none_is_stored_as_null_on_sqlite(tmp_path: Path) -> None:
+    """make_engine gives sqlite3 an adapter for None (decision 0018): it must still bind SQL NULL."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'nulls.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("CREATE TABLE t (a TEXT, b INTEGER)")
+            await conn.exec_driver_sql("INSERT INTO t (a, b) VALUES (?, ?), (?, ?)", ("x", None, None, 2))
+            count = (await conn.exec_driver_sql("SELECT count(*) FROM t WHERE a IS NULL OR b IS NULL")).scalar()
+            kinds = (await conn.exec_driver_sql("SELECT typeof(a) || typeof(b) FROM t ORDER BY rowid")).scalars()
+            assert count == 2
+            assert list(kinds) == ["textnull", "nullinteger"]
+    finally:
+        await engine.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from patchbay.mcp.session import SessionStore
@@ -53,4 +55,20 @@ async def test_a_deleted_session_is_gone_for_every_replica() -> None:
     await one.delete(session.id)
     assert await one.load(session.id) is None
     assert await two.load(session.id) is None
+    await store.aclose()
+
+
+async def test_a_session_is_parsed_once_and_a_change_by_another_replica_is_seen_at_once() -> None:
+    store = MemoryStore()
+    one, two = SessionStore(store, ttl=3600), SessionStore(store, ttl=3600)
+    session = await one.create(key_id="k", server_id="s", protocol_version="2025-11-25", capabilities={}, info={})
+    first = await two.load(session.id)
+    assert first is not None
+    assert await two.load(session.id) is first  # unchanged bytes: the parsed session is reused
+    await one.save(replace(session, log_level="debug", subscriptions=["file:///a"]))
+    changed = await two.load(session.id)
+    assert changed is not None and changed is not first
+    assert changed.log_level == "debug"
+    assert changed.subscriptions == ["file:///a"]
+    assert first.log_level is None  # what an earlier request holds does not change under it
     await store.aclose()
