@@ -17,6 +17,7 @@ Enabling cProfile in a running ``patchbay serve`` (a signal handler, or at start
 nothing of the request path; the cause was not found. Serving in-process works.
 
     .venv/bin/python bench/call_profile.py [--calls 5000] [--payloads] [--top 40] [--output FILE]
+                                           [--client-era legacy|modern]
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def short(path: str) -> str:
     return path
 
 
-async def serve_and_load(settings: Settings, key: str, calls: int, profiler: cProfile.Profile) -> None:
+async def serve_and_load(
+    settings: Settings, key: str, calls: int, profiler: cProfile.Profile, era: str = "legacy"
+) -> None:
     import uvicorn
 
     from patchbay.app import create_app, server_config
@@ -69,7 +72,20 @@ async def serve_and_load(settings: Settings, key: str, calls: int, profiler: cPr
             raise BenchError("the gateway did not start")
         await asyncio.sleep(0.05)
     cmd = [sys.executable, str(BENCH / "loadgen.py"), "--url", f"http://127.0.0.1:{settings.port}/mcp"]
-    cmd += ["--tool", "echo__echo", "--calls", str(calls), "--warmup", "300", "--concurrency", "8", "--key", key]
+    cmd += [
+        "--tool",
+        "echo__echo",
+        "--calls",
+        str(calls),
+        "--warmup",
+        "300",
+        "--concurrency",
+        "8",
+        "--key",
+        key,
+        "--era",
+        era,
+    ]
     gen = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert gen.stdin is not None
     assert gen.stdout is not None
@@ -109,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=5000, help="profiled calls (default 5000)")
     parser.add_argument("--payloads", action="store_true", help="keep payload capture on (default: off)")
+    parser.add_argument("--client-era", choices=["legacy", "modern"], default="legacy", help="the load's client era")
     parser.add_argument("--top", type=int, default=40, help="functions listed (default 40)")
     parser.add_argument("--output", type=Path, default=RESULTS / "call_profile.txt")
     args = parser.parse_args(argv)
@@ -128,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(port=free_port())
         prepare_database(settings)
         profiler = cProfile.Profile()
-        uvloop.run(serve_and_load(settings, key, args.calls, profiler))
+        uvloop.run(serve_and_load(settings, key, args.calls, profiler, args.client_era))
         text = report(pstats.Stats(profiler), args.calls, args.top)
         print(text)
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ for a figure free of that batching. Use it to compare two versions of the gatewa
 ``proxy_overhead.py`` for the verdict in CPU seconds.
 
     .venv/bin/python bench/callgrind_ratio.py [--calls 300] [--concurrency 1] [--keep] [--no-payloads]
+                                              [--client-era legacy|modern]
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def measure(
     cmd = [sys.executable, str(BENCH / "loadgen.py"), "--url", url, "--tool", tool, "--calls", str(args.calls)]
     cmd += ["--warmup", str(args.warmup), "--concurrency", str(args.concurrency)]
     if key:
-        cmd += ["--key", key]
+        cmd += ["--key", key, "--era", args.client_era]
     gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert gen.stdin is not None
     assert gen.stdout is not None
@@ -98,6 +99,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--tool", default="echo__echo")
+    parser.add_argument(
+        "--client-era", choices=["legacy", "modern"], default="legacy", help="the gateway phase's client era"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the dumps (callgrind_annotate them)")
     parser.add_argument(
         "--no-payloads", action="store_true", help="switch payload capture off for the bench server (default: on)"
@@ -124,7 +128,7 @@ def main() -> int:
         via = measure(
             gateway, workdir, "gateway.cg", url=f"http://127.0.0.1:{gport}/mcp", tool=args.tool, key=key, args=args
         )
-        print(f"callgrind, {args.calls} calls, concurrency {args.concurrency}:")
+        print(f"callgrind, {args.calls} calls, concurrency {args.concurrency}, client era {args.client_era}:")
         print(f"  upstream, direct phase: {direct / 1000:9.1f} k instructions per call")
         print(f"  gateway, gateway phase: {via / 1000:9.1f} k instructions per call")
         print(f"  ratio: {via / direct:.2f}x")

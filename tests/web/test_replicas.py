@@ -216,3 +216,34 @@ async def test_an_input_required_retry_may_arrive_at_another_replica(
     assert "ada" in final["result"]["content"][0]["text"]
     assert replayed.status_code == 400
     assert "requestState" in replayed.json()["error"]["message"]
+
+
+async def test_a_round_never_retried_is_dropped_when_it_expires(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from patchbay.mcp import exchange
+
+    await add_upstreams(sessionmaker, settings, [Upstream(name="old", command=stdio_command("--era", "legacy"))])
+    await make_server(sessionmaker, name="main", upstreams=["old"])
+    key = await make_key(sessionmaker, settings, server="main")
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "Accept": ACCEPT,
+        "Mcp-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "old__elicit",
+    }
+    call = {"name": "old__elicit", "arguments": {"message": "who?"}}
+    async with serving_gateway(settings) as (url, gw), httpx.AsyncClient(timeout=20) as http:
+        monkeypatch.setattr(exchange, "CONTINUATION_TTL", -1.0)  # parked already expired
+        first = await http.post(f"{url}/mcp", json=_modern_call(1, call), headers=headers)
+        assert first.json()["result"]["resultType"] == "input_required"
+        (parked,) = gw.continuations.values()
+        # Any later retry (here one with a token this replica never issued) drops expired rounds first.
+        stale = {**call, "inputResponses": {}, "requestState": f"pbc1.{gw.node_id}.unknown"}
+        refused = await http.post(f"{url}/mcp", json=_modern_call(2, stale), headers=headers)
+        assert refused.status_code == 400
+        assert gw.continuations == {}
+        with pytest.raises(BaseException):  # noqa: B017, PT011 - cancelled, whatever the loop wraps it in
+            await parked.task
+        assert parked.task.cancelled()

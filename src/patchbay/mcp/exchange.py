@@ -99,15 +99,16 @@ async def run_exchange(
     if resume is None and ctx.era == "legacy":
         assert handler is not None
         return await run_inline(ctx, method, handler, params, send, extra_headers or [])
+    loop = asyncio.get_running_loop()
     if resume is not None:
         task = resume.task
         ctx = resume.ctx
     else:
         assert handler is not None
-        task = asyncio.ensure_future(handler(ctx, params))
+        task = loop.create_task(handler(ctx, params))
     channel = ctx.channel
-    wake = asyncio.Event()
-    task.add_done_callback(lambda _t: wake.set())
+    wake = _Wake(loop)
+    task.add_done_callback(wake.set)
     channel.on_activity = wake.set
     headers = extra_headers or []
     stream = _EventStream(ctx, send, headers)
@@ -115,7 +116,6 @@ async def run_exchange(
     while True:
         if not task.done() and not channel.queue and not channel.input_ready and channel.upstream_state == mirrored:
             await wake.wait()
-            wake.clear()
         if channel.upstream_state != mirrored:
             mirrored = channel.upstream_state
             await stream.mirror(mirrored)
@@ -131,6 +131,7 @@ async def run_exchange(
                 continue
             # The token names this replica, so a retry that lands elsewhere can be relayed here.
             token = f"{CONTINUATION_PREFIX}{ctx.gateway.node_id}.{secrets.token_urlsafe(24)}"
+            _drop_expired(continuations)  # here and at each retry: rounds never retried do not pile up
             continuations[token] = Continuation(
                 ctx=ctx, task=task, pending=round_.futures, expires=time.monotonic() + CONTINUATION_TTL
             )
@@ -142,6 +143,35 @@ async def run_exchange(
             )
             response = {"jsonrpc": "2.0", "id": ctx.request_id, "result": result}
             return await _final(stream, send, headers, response, None)
+
+
+class _Wake:
+    """A one-waiter event on a bare future: the exchange sleeps on it until the handler ends or
+    the channel has something (asyncio.Event cost a task of it more, per request)."""
+
+    __slots__ = ("_loop", "_set", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self, _done: object = None) -> None:
+        """Wake the waiter (also a task's done callback, hence the ignored argument)."""
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Return once ``set`` was called since the last return."""
+        if not self._set:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self._set = False
 
 
 async def _final(
@@ -175,7 +205,7 @@ async def run_inline(
     stream stays open), so no task has to outlive the response. Most calls end with nothing
     on the side and get a plain JSON body; the first side message (or upstream stream state
     to mirror) starts a writer task that streams events while the handler goes on, as the
-    task path does. Measured (decision 0008): a task, an Event and a wake-up per request.
+    task path does. Measured (decision 0008): a task, a wake-up event and a loop turn per request.
     """
     channel = ctx.channel
     side = _SideWriter(ctx, send, headers)
@@ -211,7 +241,7 @@ class _SideWriter:
         self._headers = headers
         self.stream: _EventStream | None = None
         self._task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
+        self._wake: _Wake | None = None
         self._mirrored: StreamState | None = None
         self._done = False
 
@@ -222,8 +252,9 @@ class _SideWriter:
 
     def wake(self) -> None:
         if self._task is None:
-            self._wake = asyncio.Event()
-            self._task = asyncio.ensure_future(self._run())
+            loop = asyncio.get_running_loop()
+            self._wake = _Wake(loop)
+            self._task = loop.create_task(self._run())
         else:
             assert self._wake is not None
             self._wake.set()
@@ -235,7 +266,6 @@ class _SideWriter:
             if self._done:
                 return
             await self._wake.wait()
-            self._wake.clear()
 
     async def flush(self) -> None:
         """Mirror the upstream's stream state and write every queued message, in order."""
@@ -329,10 +359,7 @@ def take_continuation(
     state = params.get("requestState")
     if not isinstance(state, str) or not state.startswith(CONTINUATION_PREFIX):
         return None
-    now = time.monotonic()
-    for token in [t for t, c in continuations.items() if c.expires < now]:
-        stale = continuations.pop(token)
-        stale.task.cancel()
+    _drop_expired(continuations)
     found = continuations.pop(state, None)
     if not isinstance(found, Continuation) or found.ctx.principal.key_id != key_id:
         raise RpcError(INVALID_PARAMS, "requestState is unknown or expired; send the request again without it")
@@ -348,3 +375,11 @@ def take_continuation(
             future.set_result({"error": {"code": INVALID_PARAMS, "message": f"the client did not answer {key}"}})
     found.ctx.request_id = request_id
     return found
+
+
+def _drop_expired(continuations: dict[str, Any]) -> None:
+    """Forget (and stop) the parked handlers whose client did not retry in time."""
+    now = time.monotonic()
+    for token in [t for t, c in continuations.items() if c.expires < now]:
+        stale = continuations.pop(token)
+        stale.task.cancel()

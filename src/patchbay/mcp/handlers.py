@@ -11,7 +11,7 @@ import asyncio
 import base64
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -52,7 +52,7 @@ from patchbay.routing.catalog import Upstream
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[RequestContext, JSONObject], Awaitable[JSONObject]]
+Handler = Callable[[RequestContext, JSONObject], Coroutine[Any, Any, JSONObject]]
 _DROPPED_META = (META_PROTOCOL_VERSION, META_CLIENT_INFO)
 
 

@@ -56,7 +56,9 @@ def modern_envelope(
             request_id=request_id,
         )
     version = meta[META_PROTOCOL_VERSION]
-    dup = duplicated(scope, _ROUTING_HEADERS)
+    # The map keeps one value per name: only a request whose map is shorter than its header list
+    # repeats a header, and only then is the list searched for a repeated routing header.
+    dup = duplicated(scope, _ROUTING_HEADERS) if len(headers) != len(scope["headers"]) else None
     if dup is not None:
         raise HttpReject(400, HEADER_MISMATCH, f"header {dup} was sent more than once", request_id=request_id)
     if _header(headers, "mcp-protocol-version") != version:

@@ -243,14 +243,16 @@ def _dispatch(
         )
     if ctx.era == "legacy":
         return run_inline(ctx, method, handler, params, send, extra)
-    owner = continuation_owner(params)
-    if owner is not None and owner != gw.node_id:
-        retry = RelayedRetry(method, params, ctx.request_id, ctx.principal.key_id)
-        return gw.relay.forward(owner, retry, send)
-    try:
-        resume = take_continuation(gw.continuations, params, key_id=ctx.principal.key_id, request_id=ctx.request_id)
-    except RpcError as exc:
-        raise HttpReject(400, exc.code, exc.message, request_id=ctx.request_id) from None
+    resume = None
+    if "requestState" in params:  # a retry after input_required: resume here, or where it is parked
+        owner = continuation_owner(params)
+        if owner is not None and owner != gw.node_id:
+            retry = RelayedRetry(method, params, ctx.request_id, ctx.principal.key_id)
+            return gw.relay.forward(owner, retry, send)
+        try:
+            resume = take_continuation(gw.continuations, params, key_id=ctx.principal.key_id, request_id=ctx.request_id)
+        except RpcError as exc:
+            raise HttpReject(400, exc.code, exc.message, request_id=ctx.request_id) from None
     return run_exchange(
         ctx,
         method,
