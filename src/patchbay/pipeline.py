@@ -13,7 +13,8 @@
 3. rate-limit    token buckets per key and per tool in the shared store (global across replicas with
                  Redis); a call over a limit raises ``RateLimited`` with the seconds to wait.
 4. execute       the local engine for local tools; the channel's ``forward`` for upstream tools.
-5. audit         one ``CallRecord`` to the channel's sink, whatever happened in 2-4.
+5. audit         one ``CallRecord`` to the channel's sink, whatever happened in 2-4; MCP passes no
+                 sink, as it writes one record per HTTP request itself (``failure_status``).
 
 Channels (MCP ``tools/call``, the CLI ``exec``, REST) only resolve the tool, call ``call_tool``
 and shape its answer or map its exception.
