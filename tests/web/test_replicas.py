@@ -12,6 +12,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from patchbay.mcp import exchange
 from patchbay.settings import Settings
 from tests.fixtures.servers import stdio_command
 from tests.harness import (
@@ -179,6 +180,17 @@ async def replicas_over_a_legacy_upstream(
         yield replicas
 
 
+def _elicit_headers(key: str) -> dict[str, str]:
+    """A 2026-07-28 client's headers for a call of the legacy upstream's ``elicit`` tool."""
+    return {
+        "Authorization": f"Bearer {key}",
+        "Accept": ACCEPT,
+        "Mcp-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "old__elicit",
+    }
+
+
 def _modern_call(request_id: int, params: dict[str, Any]) -> dict[str, Any]:
     meta = {
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -192,13 +204,7 @@ async def test_an_input_required_retry_may_arrive_at_another_replica(
     replicas_over_a_legacy_upstream: tuple[str, str, str],
 ) -> None:
     a, b, key = replicas_over_a_legacy_upstream
-    headers = {
-        "Authorization": f"Bearer {key}",
-        "Accept": ACCEPT,
-        "Mcp-Protocol-Version": "2026-07-28",
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": "old__elicit",
-    }
+    headers = _elicit_headers(key)
     call = {"name": "old__elicit", "arguments": {"message": "who?"}}
     async with httpx.AsyncClient(timeout=20) as http:
         first = await http.post(f"{a}/mcp", json=_modern_call(1, call), headers=headers)
@@ -221,18 +227,10 @@ async def test_an_input_required_retry_may_arrive_at_another_replica(
 async def test_a_round_never_retried_is_dropped_when_it_expires(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from patchbay.mcp import exchange
-
     await add_upstreams(sessionmaker, settings, [Upstream(name="old", command=stdio_command("--era", "legacy"))])
     await make_server(sessionmaker, name="main", upstreams=["old"])
     key = await make_key(sessionmaker, settings, server="main")
-    headers = {
-        "Authorization": f"Bearer {key}",
-        "Accept": ACCEPT,
-        "Mcp-Protocol-Version": "2026-07-28",
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": "old__elicit",
-    }
+    headers = _elicit_headers(key)
     call = {"name": "old__elicit", "arguments": {"message": "who?"}}
     async with serving_gateway(settings) as (url, gw), httpx.AsyncClient(timeout=20) as http:
         monkeypatch.setattr(exchange, "CONTINUATION_TTL", -1.0)  # parked already expired
