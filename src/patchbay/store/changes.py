@@ -181,6 +181,7 @@ class PostgresWatcher:
         self._confirming: list[asyncio.Future[None]] = []  # requests waiting for the next read
         self._reader: asyncio.Task[None] | None = None
         self._reader_conn: AsyncConnection | None = None
+        self._reader_driver: Any = None  # asyncpg's connection under ``_reader_conn``
 
     def generation(self) -> int:
         if not self._listening:
@@ -250,13 +251,17 @@ class PostgresWatcher:
         fresh = conn is None
         if conn is None:
             conn = self._reader_conn = await self._engine.connect()
+            self._reader_driver = None
         try:
             if fresh:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
             if self._engine.dialect.driver != "asyncpg":  # any other database this watcher is given
                 return (await conn.exec_driver_sql(_COUNTER_SQL)).scalar()
-            raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection
+            driver = self._reader_driver
+            if driver is None:
+                # Kept with the connection: asking SQLAlchemy for it runs a greenlet every time.
+                raw = await conn.get_raw_connection()
+                driver = self._reader_driver = raw.driver_connection
             try:
                 # asyncpg itself: SQLAlchemy's execution path cost ~20 µs per proxied call here.
                 return await driver.fetchval(_COUNTER_SQL)
@@ -269,7 +274,7 @@ class PostgresWatcher:
                 )
                 raise DBAPIError(_COUNTER_SQL, None, exc, connection_invalidated=lost) from exc
         except BaseException:
-            self._reader_conn = None
+            self._reader_conn = self._reader_driver = None
             await _close_quietly(conn)
             raise
 
@@ -313,7 +318,7 @@ class PostgresWatcher:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        conn, self._reader_conn = self._reader_conn, None
+        conn, self._reader_conn, self._reader_driver = self._reader_conn, None, None
         if conn is not None:
             await _close_quietly(conn)
 
