@@ -95,10 +95,11 @@ async def run_exchange(
     continuations: dict[str, Any],
     extra_headers: list[tuple[bytes, bytes]] | None = None,
 ) -> Outcome:
-    """Drive the handler (or a resumed one) to its next answer and write it to ``send``."""
-    if resume is None and ctx.era == "legacy":
-        assert handler is not None
-        return await run_inline(ctx, method, handler, params, send, extra_headers or [])
+    """Drive a 2026-07-28 request's handler (or a resumed one) to its next answer and write it to ``send``.
+
+    The handler runs in a task of its own, which an ``input_required`` round leaves parked; a
+    2025-11-25 request never parks, and ``run_inline`` serves it in the request's own task.
+    """
     loop = asyncio.get_running_loop()
     if resume is not None:
         task = resume.task
