@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -93,6 +94,30 @@ async def test_a_batch_larger_than_one_statement_can_bind_is_written_whole(
             await writer.flush()
         assert writer.written == len(submitted)
     assert [row.id for row in await stored(sessionmaker)] == sorted(event.id for event in submitted)
+
+
+async def test_an_unhurried_batch_binds_no_padding_rows(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # SQLite's statements are padded to a power of two rows; a batch nobody waits for takes a
+    # power of two and leaves the rest queued, so every row bound is a record (100 = 64 + 32 + 4).
+    bound: list[int] = []
+
+    def count_rows(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if statement.startswith("INSERT INTO audit_records"):
+            bound.append(len(parameters) if many else len(parameters) // len(FIELD_NAMES))
+
+    sa_event.listen(engine.sync_engine, "before_cursor_execute", count_rows)
+    async with AuditWriter(sessionmaker, flush_interval=0.02) as writer:
+        for submitted in events(100):
+            assert writer.submit_nowait(submitted)
+        with anyio.fail_after(WAIT):
+            while writer.written < 100:  # noqa: ASYNC110 (no flush: a flush takes everything at once)
+                await anyio.sleep(0.01)
+    assert sum(bound) == 100
+    if engine.dialect.name == "sqlite":
+        assert bound == [64, 32, 4]
+    assert await count(sessionmaker) == 100
 
 
 def test_batches_of_any_size_share_a_few_prepared_statements() -> None:

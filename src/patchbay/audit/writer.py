@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 _TABLE = AuditRecord.metadata.tables[AuditRecord.__tablename__]
 
 
+# Batches smaller than this are taken whole: their padding costs little, and leaving their last
+# records to the next batch would keep them from the audit log for another flush interval.
+_ROUND_DOWN_FROM = 32
+
+
 class Signal:
     """Wakes every task waiting when ``fire`` is called. The event is made on first wait, so
     the writer can be built outside an event loop."""
@@ -67,7 +72,7 @@ class AuditWriter:
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         max_queue: int = 10_000,
-        batch_size: int = 500,
+        batch_size: int = 512,
         flush_interval: float = 0.05,
         retry_initial: float = 0.1,
         retry_max: float = 5.0,
@@ -93,6 +98,8 @@ class AuditWriter:
         self._progress = Signal()  # flushers: more events are settled
         self._flushers = 0
         self._conn: AsyncConnection | None = None
+        # SQLite pads each statement to a power of two rows (``_CompiledInsert.statements``).
+        self._pads = False
 
         self._submitted = 0
         self._settled = 0  # written, or refused by the database as invalid
@@ -130,6 +137,8 @@ class AuditWriter:
             raise RuntimeError(f"AuditWriter cannot start: it is {self._state}")
         self._state = "running"
         self._worker_running = True
+        engine = self._sessionmaker.kw.get("bind")
+        self._pads = isinstance(engine, AsyncEngine) and _compiled_insert(engine.dialect).rows_per_statement > 0
         self._task = asyncio.get_running_loop().create_task(self._run(), name="patchbay-audit-writer")
         self._task.add_done_callback(_report_crash)
 
@@ -207,7 +216,7 @@ class AuditWriter:
     async def _run(self) -> None:
         try:
             while await self._wait_for_batch():
-                count = min(self._batch_size, len(self._queue))
+                count = self._batch_count()
                 batch = [self._queue.popleft() for _ in range(count)]
                 self._room.fire()
                 if self._observe is not None:
@@ -251,6 +260,19 @@ class AuditWriter:
                 while not self._in_a_hurry():
                     await self._queued.wait()
         return True
+
+    def _batch_count(self) -> int:
+        """How many queued events the next batch takes.
+
+        Where statements are padded to a power of two rows, a batch nobody waits for takes the
+        largest power of two queued and leaves the rest to the next one: padding rows are bound
+        and checked like real ones (400 rows padded to 512 cost 7.0 µs a row on SQLite, 512 rows
+        5.75 µs; decision 0019). A flush, a close or a full queue takes everything it can.
+        """
+        count = min(self._batch_size, len(self._queue))
+        if not self._pads or count < _ROUND_DOWN_FROM or self._in_a_hurry():
+            return count
+        return 1 << (count.bit_length() - 1)
 
     def _in_a_hurry(self) -> bool:
         return len(self._queue) >= self._batch_size or self._flushers > 0 or self._state == "closing"
