@@ -7,7 +7,7 @@ import pytest
 from patchbay.errors import UpstreamError
 from patchbay.jsonrpc_types import JSONObject
 from patchbay.routing.upstream.base import Era
-from patchbay.routing.upstream.protocol import CAPABILITIES_KEY, VERSION_KEY, negotiate
+from patchbay.routing.upstream.protocol import CAPABILITIES_KEY, VERSION_KEY, negotiate, strip_envelope
 
 pytestmark = pytest.mark.anyio
 
@@ -105,3 +105,26 @@ async def test_an_unknown_handshake_version_is_an_error() -> None:
     script = Script(server_discover=[error(-32601)], initialize=[{"result": {"protocolVersion": "1999-01-01"}}])
     with pytest.raises(UpstreamError, match="unsupported protocol version '1999-01-01'"):
         await run(script)
+
+
+# --- what a legacy upstream is sent ----------------------------------------------------------
+
+
+def test_a_legacy_upstream_gets_the_callers_meta_without_the_envelope() -> None:
+    params: JSONObject = {
+        "name": "echo",
+        "_meta": {VERSION_KEY: "2026-07-28", CAPABILITIES_KEY: {}, "progressToken": 7},
+    }
+    assert strip_envelope(params) == {"name": "echo", "_meta": {"progressToken": 7}}
+    assert params["_meta"] == {VERSION_KEY: "2026-07-28", CAPABILITIES_KEY: {}, "progressToken": 7}  # untouched
+
+
+def test_a_meta_holding_only_the_envelope_is_dropped_not_sent_empty() -> None:
+    params: JSONObject = {"name": "echo", "arguments": {"text": "hi"}, "_meta": {CAPABILITIES_KEY: {"roots": {}}}}
+    assert strip_envelope(params) == {"name": "echo", "arguments": {"text": "hi"}}
+
+
+def test_params_without_envelope_keys_are_passed_as_they_are() -> None:
+    params: JSONObject = {"name": "echo", "_meta": {"progressToken": "p"}}
+    assert strip_envelope(params) is params
+    assert strip_envelope(None) is None

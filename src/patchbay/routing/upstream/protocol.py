@@ -84,10 +84,11 @@ def strip_envelope(params: JSONObject | None) -> JSONObject | None:
     meta = params.get("_meta")
     if not isinstance(meta, dict) or meta.keys().isdisjoint(ENVELOPE_KEYS):
         return params
-    kept = dict(meta)
-    for key in ENVELOPE_KEYS:
-        kept.pop(key, None)
-    return {**params, "_meta": kept}
+    kept = {key: value for key, value in meta.items() if key not in ENVELOPE_KEYS}
+    if kept:
+        return {**params, "_meta": kept}
+    # Nothing but the envelope: the upstream gets no ``_meta`` at all rather than an empty one.
+    return {key: value for key, value in params.items() if key != "_meta"}
 
 
 def modern_headers(base: dict[str, str], version: str, method: str, params: JSONObject | None) -> dict[str, str]:
