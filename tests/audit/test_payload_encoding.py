@@ -131,3 +131,18 @@ def test_secret_fields_credentials_stubs_and_non_json_bodies() -> None:
     for captured, request_doc, response_doc in cases:
         document = decode_payload(encode_payload(_event(), captured, cap=200))
         assert (document["request"], document["response"]) == (request_doc, response_doc)
+
+
+def test_a_document_under_a_block_is_stored_and_a_larger_one_compressed() -> None:
+    # Under 4 KiB a document takes one file-system block either way, so it is not compressed
+    # (decision 0019); above, it is. Both are gzip any reader takes.
+    request = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"fx__echo"}}'
+    for text, compressed in (("hi", False), ("all work and no play " * 400, True)):
+        response = orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}]}})
+        stored = encode_payload(_event(), Captured(request, response, len(response), "application/json"), cap=1 << 20)
+        document = gzip.decompress(stored)
+        assert orjson.loads(document)["response"] == orjson.loads(response)
+        if compressed:
+            assert len(stored) < len(document) // 4
+        else:
+            assert len(document) <= len(stored) < len(document) + 64  # stored blocks add a few bytes
