@@ -11,7 +11,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from patchbay.audit.events import AuditEvent
-from patchbay.audit.payloads import Captured, decode_payload, encode_payload
+from patchbay.audit.payloads import _SMALL_DOCUMENT, Captured, _gzip, decode_payload, encode_payload
 from patchbay.audit.redact import REDACTED, redact, redact_serialized
 
 SECRET = "pb_CANARYcanary0123456789abcdefghijklmnopqrstu"
@@ -146,3 +146,5 @@ def test_a_document_under_a_block_is_stored_and_a_larger_one_compressed() -> Non
             assert len(stored) < len(document) // 4
         else:
             assert len(document) <= len(stored) < len(document) + 64  # stored blocks add a few bytes
+    largest_stored = _gzip(b"x" * (_SMALL_DOCUMENT - 1))
+    assert _SMALL_DOCUMENT <= len(largest_stored) <= 4096  # still one block
