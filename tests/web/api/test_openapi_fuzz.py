@@ -66,11 +66,18 @@ def _limits(path: str) -> dict[str, float]:
     return {"timeout": 0.5} if path.endswith("/stream") else {}
 
 
+# The stream's timeout also bounds the wait for its status line, which a busy CI machine has stalled
+# past 0.5 s once (a FlakyFailure). A request that times out before its response is sent again;
+# a stream that stays silent after its headers is only cut short, never retried.
+REQUEST_RETRIES = 2
+
+
 @pytest.mark.timeout(900)  # 30 examples for each of ~60 operations: minutes on a busy shared machine
 def test_every_operation_answers_without_5xx_and_as_documented(served: tuple[str, Person, str]) -> None:
     base, who, slug = served
     document = httpx.get(f"{base}/api/v1/openapi.json", timeout=120).json()  # built on first use: slow under load
     schema = schemathesis.openapi.from_dict(document)
+    schema.config.request_retries = REQUEST_RETRIES
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
     paths = {operation.path for operation in operations}
