@@ -54,10 +54,50 @@ def _status_line(status: int) -> bytes:
 
 
 _STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
-# The whole head after the status line: token names, values without control characters, each
-# line ending in CRLF (with a count of the CRLFs, this rules out header injection).
-_VALID_HEAD = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+# One response header line: a token name, a value without control characters (CR and LF
+# included, so a value cannot smuggle in a header of its own), CRLF.
+_VALID_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n")
 _HEADER_LINE = b"%s: %s\r\n"
+# Lines already checked, by (name, value): most responses repeat the same few headers, and
+# checking each afresh was a visible share of a proxied call. Emptied when full.
+_CHECKED_LINES: dict[tuple[bytes, bytes], bytes] = {}
+_CHECKED_LINES_MAX = 4096
+
+
+def _header_line(name: bytes, value: bytes) -> bytes:
+    """``name: value`` CRLF; RuntimeError unless the name is a token and the value has no control character."""
+    pair = (name, value)
+    try:
+        line = _CHECKED_LINES.get(pair)
+        keep = True
+    except TypeError:  # a bytearray: checked, not kept
+        line, keep = None, False
+    if line is None:
+        line = _HEADER_LINE % (name, value)
+        if _VALID_LINE.fullmatch(line) is None:
+            raise RuntimeError("invalid HTTP response header name or value")
+        if keep:
+            if len(_CHECKED_LINES) >= _CHECKED_LINES_MAX:
+                _CHECKED_LINES.clear()
+            _CHECKED_LINES[pair] = line
+    return line
+
+
+class _DefaultHead:
+    """The server's default header lines (``date``, ``server``), joined once per list the server sets."""
+
+    __slots__ = ("block", "headers")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] | None = None
+        self.block = b""
+
+    def of(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        # uvicorn replaces the list (it does not change it in place) when the date moves on.
+        if headers is not self.headers:
+            self.block = b"".join([_header_line(name, value) for name, value in headers])
+            self.headers = headers
+        return self.block
 
 
 def _plain_response(status: int, text: str) -> bytes:
@@ -84,6 +124,7 @@ class H1Protocol(asyncio.Protocol):
         self.app: ASGIApp = config.loaded_app
         self.loop = _loop or asyncio.get_event_loop()
         self.server_state = server_state
+        self.default_head = _DefaultHead()
         self.app_state = app_state
         self.root_path = config.root_path
         self.limit_concurrency = config.limit_concurrency
@@ -486,23 +527,24 @@ class Exchange:
         status: int = message["status"]
         if status not in _STATUS_LINES:
             raise RuntimeError(f"invalid HTTP status {status!r}")
-        lines = [_HEADER_LINE % pair for pair in self.conn.server_state.default_headers]
+        conn = self.conn
+        lines = [conn.default_head.of(conn.server_state.default_headers)]
         length: int | None = None
         close = False
         for name, value in message.get("headers", ()):
             name = name.lower()
             if name == b"content-length":
                 length = int(value)
-            elif name == b"connection" and b"close" in value.lower():
+                if length < 0:
+                    raise RuntimeError("invalid HTTP response header name or value")
+                lines.append(b"content-length: %d\r\n" % length)
+                continue
+            if name == b"connection" and b"close" in value.lower():
                 close = True
             elif name == b"transfer-encoding":
                 self.chunked = value.lower() == b"chunked"
-            lines.append(_HEADER_LINE % (name, value))
+            lines.append(_header_line(name, value))
         block = b"".join(lines)
-        # One CRLF per header, and every line well formed: a value smuggling its own CRLF (and a
-        # header after it) changes the count even where the lines would each look valid.
-        if block.count(b"\r\n") != len(lines) or _VALID_HEAD.fullmatch(block) is None:
-            raise RuntimeError("invalid HTTP response header name or value")
         extra = b""
         if close:
             self.keep_alive = False
