@@ -26,6 +26,7 @@ CLIENT_INFO_KEY = "io.modelcontextprotocol/clientInfo"
 SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
 # Envelope keys a downstream modern client may have put in _meta; they describe that client, not us.
 ENVELOPE_KEYS = (VERSION_KEY, CAPABILITIES_KEY, CLIENT_INFO_KEY, "io.modelcontextprotocol/logLevel")
+_ENVELOPE_SET = frozenset(ENVELOPE_KEYS)
 
 # Envelope keys a caller may set for the client it acts for.
 _CALLER_KEYS = (CAPABILITIES_KEY, "io.modelcontextprotocol/logLevel")
@@ -84,11 +85,14 @@ def strip_envelope(params: JSONObject | None) -> JSONObject | None:
     meta = params.get("_meta")
     if not isinstance(meta, dict) or meta.keys().isdisjoint(ENVELOPE_KEYS):
         return params
-    kept = {key: value for key, value in meta.items() if key not in ENVELOPE_KEYS}
-    if kept:
-        return {**params, "_meta": kept}
-    # Nothing but the envelope: the upstream gets no ``_meta`` at all rather than an empty one.
-    return {key: value for key, value in params.items() if key != "_meta"}
+    out = params.copy()
+    if meta.keys() <= _ENVELOPE_SET:
+        # Nothing but the envelope (what every forwarded request carries): the upstream gets no
+        # ``_meta`` at all rather than an empty one.
+        del out["_meta"]
+    else:
+        out["_meta"] = {key: value for key, value in meta.items() if key not in _ENVELOPE_SET}
+    return out
 
 
 def modern_headers(base: dict[str, str], version: str, method: str, params: JSONObject | None) -> dict[str, str]:
