@@ -81,6 +81,8 @@ BAD_HEADERS = {
     "/bad-name": (b"set cookie", b"x=1"),
     "/colon-name": (b"x-bad: y\r\nset-cookie", b"x=1"),
     "/nul": (b"x-bad", b"a\x00b"),
+    "/inject-kept": (b"content-type", b"text/plain\r\nset-cookie: x=1"),  # a name whose checked lines are kept
+    "/nul-kept": (b"mcp-session-id", b"a\x00b"),
     "/negative-length": (b"content-length", b"-1"),
 }
 
@@ -162,6 +164,26 @@ async def test_keep_alive_answers_several_requests_on_one_connection() -> None:
             status, headers, got = await read_response(reader)
             assert (status, got) == (200, body)
             assert "date" in headers and "connection" not in headers
+
+
+async def test_a_new_date_reaches_an_open_connection() -> None:
+    # Each connection joins the server's default header lines once per list the server sets.
+    app = App()
+    async with serving(app) as (port, server):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(request("GET", "/x"))
+            first = (await read_response(reader))[1]["date"]
+            ours = "Thu, 01 Jan 2099 00:00:00 GMT"
+            for _ in range(3):  # the server's own once-a-second update may replace ours in between
+                server.server_state.default_headers = [(b"date", ours.encode())]
+                writer.write(request("GET", "/x"))
+                date = (await read_response(reader))[1]["date"]
+                if date == ours:
+                    break
+            assert date == ours != first
+        finally:
+            writer.close()
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:

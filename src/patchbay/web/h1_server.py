@@ -58,28 +58,28 @@ _STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
 # included, so a value cannot smuggle in a header of its own), CRLF.
 _VALID_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n")
 _HEADER_LINE = b"%s: %s\r\n"
-# Lines already checked, by (name, value): most responses repeat the same few headers, and
-# checking each afresh was a visible share of a proxied call. Emptied when full.
+# Lines already checked, by (name, value): MCP responses repeat the same few headers, and
+# checking each afresh was a visible share of a proxied call. Only these names are kept (no
+# cookie or redirect carrying a secret stays in memory for it), and the dict is emptied when full.
 _CHECKED_LINES: dict[tuple[bytes, bytes], bytes] = {}
 _CHECKED_LINES_MAX = 4096
+_KEPT_NAMES = frozenset({b"content-type", b"cache-control", b"x-accel-buffering", b"mcp-session-id"})
 
 
 def _header_line(name: bytes, value: bytes) -> bytes:
     """``name: value`` CRLF; RuntimeError unless the name is a token and the value has no control character."""
-    pair = (name, value)
-    try:
-        line = _CHECKED_LINES.get(pair)
-        keep = True
-    except TypeError:  # a bytearray: checked, not kept
-        line, keep = None, False
-    if line is None:
-        line = _HEADER_LINE % (name, value)
-        if _VALID_LINE.fullmatch(line) is None:
-            raise RuntimeError("invalid HTTP response header name or value")
-        if keep:
-            if len(_CHECKED_LINES) >= _CHECKED_LINES_MAX:
-                _CHECKED_LINES.clear()
-            _CHECKED_LINES[pair] = line
+    keep = type(name) is bytes and type(value) is bytes and name in _KEPT_NAMES
+    if keep:
+        line = _CHECKED_LINES.get((name, value))
+        if line is not None:
+            return line
+    line = _HEADER_LINE % (name, value)
+    if _VALID_LINE.fullmatch(line) is None:
+        raise RuntimeError("invalid HTTP response header name or value")
+    if keep:
+        if len(_CHECKED_LINES) >= _CHECKED_LINES_MAX:
+            _CHECKED_LINES.clear()
+        _CHECKED_LINES[(name, value)] = line
     return line
 
 
