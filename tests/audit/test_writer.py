@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from patchbay.audit import AuditEvent, AuditWriter
 from patchbay.audit.events import FIELD_NAMES
-from patchbay.audit.writer import _compiled_insert
+from patchbay.audit.writer import _compiled_insert, _CompiledInsert
 from patchbay.store.models import AuditRecord
 
 pytestmark = pytest.mark.anyio
@@ -97,17 +97,20 @@ async def test_a_batch_larger_than_one_statement_can_bind_is_written_whole(
 
 
 async def test_an_unhurried_batch_binds_no_padding_rows(
-    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # SQLite's statements are padded to a power of two rows; a batch nobody waits for takes a
     # power of two and leaves the rest queued, so every row bound is a record (100 = 64 + 32 + 4).
     bound: list[int] = []
+    statements = _CompiledInsert.statements
 
-    def count_rows(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if statement.startswith("INSERT INTO audit_records"):
+    def counted(self: _CompiledInsert, batch: Any) -> Iterator[tuple[str, Any]]:
+        for sql, parameters in statements(self, batch):
+            many = self.rows_per_statement == 0
             bound.append(len(parameters) if many else len(parameters) // len(FIELD_NAMES))
+            yield sql, parameters
 
-    sa_event.listen(engine.sync_engine, "before_cursor_execute", count_rows)
+    monkeypatch.setattr(_CompiledInsert, "statements", counted)
     async with AuditWriter(sessionmaker, flush_interval=0.02) as writer:
         for submitted in events(100):
             assert writer.submit_nowait(submitted)
@@ -126,9 +129,11 @@ def test_batches_of_any_size_share_a_few_prepared_statements() -> None:
     insert = _compiled_insert(sqlite_dialect.dialect())
     texts = {sql for n in range(1, 501) for sql, _ in insert.statements(events(n))}
     assert len(texts) <= 10
-    for n in (1, 3, 500):
+    for n in (1, 3, 64):
         [(sql, parameters)] = list(insert.statements(events(n)))
         assert sql.count("(?") * len(FIELD_NAMES) == len(parameters)
+    # A larger batch is several statements of 64 rows (each ~0.4 ms on the event loop), the last padded.
+    assert [len(p) // len(FIELD_NAMES) for _, p in insert.statements(events(500))] == [64] * 8
 
 
 async def test_a_written_record_keeps_every_field(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -342,6 +347,11 @@ async def test_a_kept_connection_that_died_while_idle_is_replaced_without_an_err
 
 async def drop_writer_connection(writer: AuditWriter, engine: AsyncEngine) -> None:
     """End the writer's kept connection from outside, as a server or a proxy would."""
+    if writer._sqlite is not None:  # a SQLite file: the writer's own connection, closed under it
+        own = writer._sqlite._conn
+        assert own is not None
+        own.close()
+        return
     kept = writer._conn
     assert kept is not None
     raw = await kept.get_raw_connection()

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from patchbay.audit.events import FIELD_NAMES, AuditEvent
+from patchbay.audit.sqlite_loop import ROWS_PER_STATEMENT, LoopSqlite, is_closed_connection, sqlite_file
 from patchbay.store.models import AuditRecord
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class AuditWriter:
         self._progress = Signal()  # flushers: more events are settled
         self._flushers = 0
         self._conn: AsyncConnection | None = None
+        # A SQLite file is written from the loop, on a connection of the writer's own (decision 0020).
+        self._sqlite: LoopSqlite | None = None
         # SQLite pads each statement to a power of two rows (``_CompiledInsert.statements``).
         self._pads = False
 
@@ -138,7 +141,10 @@ class AuditWriter:
         self._state = "running"
         self._worker_running = True
         engine = self._sessionmaker.kw.get("bind")
-        self._pads = isinstance(engine, AsyncEngine) and _compiled_insert(engine.dialect).rows_per_statement > 0
+        if isinstance(engine, AsyncEngine):
+            self._pads = _compiled_insert(engine.dialect).rows_per_statement > 0
+            path = sqlite_file(engine)
+            self._sqlite = LoopSqlite(path) if path is not None else None
         self._task = asyncio.get_running_loop().create_task(self._run(), name="patchbay-audit-writer")
         self._task.add_done_callback(_report_crash)
 
@@ -230,6 +236,9 @@ class AuditWriter:
                 conn, self._conn = self._conn, None
                 with anyio.CancelScope(shield=True):
                     await _discard(conn)
+            if self._sqlite is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._sqlite.aclose()
             self._progress.fire()
             self._room.fire()
 
@@ -281,7 +290,7 @@ class AuditWriter:
         """Store ``rows``, retrying until it works; rows the database calls invalid are dropped."""
         delay = self._retry_initial
         while True:
-            kept = self._conn is not None
+            kept = self._conn is not None or (self._sqlite is not None and self._sqlite.connected)
             try:
                 await self._insert(rows)
             except Exception as exc:  # the writer's top level: a failed write must not end the task
@@ -316,6 +325,10 @@ class AuditWriter:
         # to the driver as tuples: SQLAlchemy's per-row parameter processing cost more CPU than
         # the database's own work (bench/README.md, decision 0008).
         engine = self._sessionmaker.kw.get("bind")
+        if self._sqlite is not None:
+            assert isinstance(engine, AsyncEngine)
+            await self._sqlite.insert(_compiled_insert(engine.dialect).statements(events), len(events))
+            return
         if not isinstance(engine, AsyncEngine):
             async with self._sessionmaker() as session, session.begin():
                 bound = await session.connection()
@@ -369,11 +382,10 @@ class _CompiledInsert:
             else:
                 processors.append((position, process))
         self._processors = processors
-        # SQLite: one multi-row statement per batch, run in autocommit mode. ``executemany``
-        # steps each row separately, and the driver's thread gives up the GIL around every step:
-        # with a busy event loop that is a wait for the GIL per row, which tripled the writer's
-        # CPU per record (decision 0017). A single statement outside an explicit transaction is
-        # its own transaction, so SQLite needs no statement journal for it either.
+        # SQLite: multi-row statements of ``ROWS_PER_STATEMENT`` rows. ``executemany`` steps each
+        # row separately, which on a worker thread meant a wait for the GIL per row (decision
+        # 0017); the writer now runs the statements on the event loop, a short one at a time
+        # (decision 0020).
         self.rows_per_statement = _sqlite_rows_per_statement(len(order)) if dialect.name == "sqlite" else 0
         if self.rows_per_statement:
             start = self.sql.index(" VALUES (") + len(" VALUES ")
@@ -452,10 +464,10 @@ def _sqlite_datetime(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _sqlite_rows_per_statement(columns: int) -> int:
-    """How many rows, a power of two, fit one statement under SQLite's limit on bound parameters."""
-    # The limit was raised from 999 in SQLite 3.32; aiosqlite runs the stdlib module's library.
+    """``ROWS_PER_STATEMENT``, or fewer (a power of two) where SQLite's limit on bound parameters is lower."""
+    # The limit was raised from 999 in SQLite 3.32; both connections use the stdlib module's library.
     limit = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
-    return 1 << ((limit // columns).bit_length() - 1)  # a power of two (see ``statements``)
+    return min(ROWS_PER_STATEMENT, 1 << ((limit // columns).bit_length() - 1))  # a power of two (``statements``)
 
 
 _COMPILED: dict[str, _CompiledInsert] = {}
@@ -479,13 +491,18 @@ def _insert_ignoring_duplicates(dialect: Dialect) -> Insert:
 
 def _connection_lost(exc: Exception) -> bool:
     """True when the driver says the connection itself is gone (SQLAlchemy's disconnect check)."""
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    return (isinstance(exc, DBAPIError) and exc.connection_invalidated) or is_closed_connection(exc)
 
 
 def _rows_are_at_fault(exc: Exception) -> bool:
     """True when retrying the same rows cannot help: constraint or data errors, bad values."""
     if isinstance(exc, IntegrityError | DataError | _BadValue):
         return True
+    # The writer's own SQLite connection raises the driver's errors as they are.
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError | OverflowError):
+        return True
+    if isinstance(exc, sqlite3.ProgrammingError) and not is_closed_connection(exc):
+        return True  # a value the driver cannot bind
     if isinstance(exc, DBAPIError):
         # asyncpg surfaces most PostgreSQL errors as the generic DBAPIError; the SQLSTATE class
         # tells data exceptions (22) and constraint violations (23) from an unhealthy database.
