@@ -413,6 +413,9 @@ def test_datetimes_reach_sqlite_in_the_text_form_sqlalchemy_writes() -> None:
     assert process is not theirs  # the fast form is in use
     moments = [
         datetime(2026, 11, 23, 20, 15, 55, 123456, tzinfo=UTC),
+        datetime(2026, 11, 23, 20, 15, 55, 999999, tzinfo=UTC),  # the same second: its text is reused
+        datetime(2026, 12, 23, 20, 15, 55, 123456, tzinfo=UTC),  # only the month differs
+        datetime(2025, 12, 23, 20, 15, 55, 123456, tzinfo=UTC),  # only the year differs
         datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: still written as .000000
         datetime(999, 12, 31, 23, 59, 59, 1),  # naive, a three-digit year
         datetime(2026, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
