@@ -25,6 +25,10 @@ from patchbay.store.models import ApiKey, ApiKeyCredential, ApiKeyToolPermission
 logger = logging.getLogger(__name__)
 
 _CACHE_SIZE = 50_000
+# Raw keys that resolved lately, with their digests (decision 0020): a client sends the same key
+# on every request, and its HMAC was ~2 % of a proxied call. Only keys that resolved are kept,
+# only the most recent few, and none past a change to keys or servers.
+_RECENT_KEYS = 256
 
 _KEY_QUERY = (
     select(
@@ -59,17 +63,22 @@ class KeyResolver:
         self._grants: dict[tuple[str, int], dict[str, ToolGrant]] = {}
         self._credentials: dict[tuple[str, int], dict[str, CredentialChoice]] = {}
         self._used: dict[str, datetime] = {}
+        self._recent: dict[str, str] = {}  # raw key -> digest, for keys that resolved
         self.hits = 0  # for /metrics
         self.misses = 0
 
     async def resolve(self, raw_key: str) -> Principal:
         """The principal of ``raw_key``; raises Unauthenticated with the reason otherwise."""
-        if not looks_like_key(raw_key):
-            raise Unauthenticated("malformed API key")
-        digest = hash_key(raw_key, self._secret)
+        digest = self._recent.get(raw_key)
+        known = digest is not None
+        if digest is None:
+            if not looks_like_key(raw_key):
+                raise Unauthenticated("malformed API key")
+            digest = hash_key(raw_key, self._secret)
         generation = await self._watcher.confirmed_generation()
         if generation != self._generation:
             self._cache.clear()
+            self._recent.clear()
             self._generation = generation
         hit = self._cache.get(digest)
         now = datetime.now(UTC)
@@ -78,6 +87,8 @@ class KeyResolver:
             principal, expires = hit
             if expires is not None and expires <= now:
                 raise Unauthenticated(f"API key {principal.key_prefix} expired at {expires.isoformat()}")
+            if not known:
+                self._remember(raw_key, digest)
             self._used[principal.key_id] = now
             return principal
         self.misses += 1
@@ -87,8 +98,14 @@ class KeyResolver:
         # A change that landed while we read may not be in what we read: use it, but do not keep it.
         if self._watcher.generation() == generation:
             self._cache[digest] = (principal, expires)
+            self._remember(raw_key, digest)
         self._used[principal.key_id] = now
         return principal
+
+    def _remember(self, raw_key: str, digest: str) -> None:
+        if len(self._recent) >= _RECENT_KEYS:
+            self._recent.clear()
+        self._recent[raw_key] = digest
 
     async def _lookup(self, digest: str, now: datetime) -> tuple[Principal, datetime | None]:
         async with self._sessionmaker() as session:
