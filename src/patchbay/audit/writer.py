@@ -449,15 +449,18 @@ def _sqlite_datetime(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     batch's records share their second: the text up to it is kept from the previous value,
     which leaves only the microseconds to format (0.38 µs a value instead of 0.75).
     """
-    last: list[Any] = [None, ""]  # the previous value's fields up to the second, and their text
+    # The previous value's fields up to the second, with their text: one tuple, replaced whole, so
+    # writers in two threads (two event loops) never see one's fields with the other's text.
+    last: list[tuple[Any, str]] = [(None, "")]
 
     def fast(value: Any) -> Any:
         if type(value) is datetime:
             fields = (value.year, value.month, value.day, value.hour, value.minute, value.second)
-            if fields != last[0]:
-                last[0] = fields
-                last[1] = _SQLITE_SECOND % fields
-            return last[1] + _SQLITE_MICROSECOND % value.microsecond
+            kept, text = last[0]
+            if fields != kept:
+                text = _SQLITE_SECOND % fields
+                last[0] = (fields, text)
+            return text + _SQLITE_MICROSECOND % value.microsecond
         return process(value)
 
     return fast
