@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, tzinfo
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -74,3 +75,34 @@ async def test_keys_that_do_not_resolve_are_not_kept(resolver: KeyResolver, hash
         with pytest.raises(Unauthenticated, match="unknown"):
             await resolver.resolve(unknown)
     assert hashes == [unknown] * 3
+
+
+async def test_a_key_that_expires_is_no_longer_kept(
+    db: AsyncSession,
+    org: Organization,
+    secret: bytes,
+    resolver: KeyResolver,
+    hashes: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await make_upstream(db, org=org, secret=secret, name="time", tools=TIME_TOOLS)
+    server = await create_server(db, org_id=org.id, name="s", upstream_slugs=["time"], tools=None, plain_names=False)
+    user = await create_user(db, email="alice@example.com", password=None, admin=False)
+    _, plain = await create_key(
+        db, server=server, user=user, name="ci", allow=None, expires_in=timedelta(hours=1), secret=secret
+    )
+    await db.commit()
+    await resolver.resolve(plain)
+    assert hashes == [plain]
+
+    class TwoHoursLater(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> TwoHoursLater:
+            moment = datetime.now(tz) + timedelta(hours=2)
+            return cls.fromtimestamp(moment.timestamp(), tz)
+
+    monkeypatch.setattr(resolver_module, "datetime", TwoHoursLater)  # no change to keys: the memo stays
+    for _ in range(2):
+        with pytest.raises(Unauthenticated, match="expired"):
+            await resolver.resolve(plain)
+    assert hashes == [plain, plain]  # refused once from the memo, then hashed again

@@ -86,6 +86,7 @@ class KeyResolver:
             self.hits += 1
             principal, expires = hit
             if expires is not None and expires <= now:
+                self._recent.pop(raw_key, None)  # a refused key is not kept, even one that resolved before
                 raise Unauthenticated(f"API key {principal.key_prefix} expired at {expires.isoformat()}")
             if not known:
                 self._remember(raw_key, digest)
