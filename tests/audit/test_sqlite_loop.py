@@ -9,16 +9,19 @@ import threading
 import anyio
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from patchbay.audit import AuditEvent, AuditWriter, sqlite_loop
 from patchbay.audit.sqlite_loop import ROWS_PER_STATEMENT, sqlite_file
+from patchbay.audit.writer import _compiled_insert
 from patchbay.store.db import make_engine
 from patchbay.store.models import AuditRecord
 
 pytestmark = pytest.mark.anyio
 
 WAIT = 10.0
+_OE_ROLLBACK = 1  # SQLite's code for ON CONFLICT ROLLBACK in a halt's p2 (ABORT is 2)
 
 
 @pytest.fixture
@@ -127,3 +130,20 @@ async def test_checkpoints_run_in_a_worker_thread_not_on_the_loop(
     assert threads
     assert threading.main_thread().name not in threads
     assert await count(sessionmaker) == 30
+
+
+async def test_no_statement_of_a_batch_needs_a_statement_journal(database_file: str) -> None:
+    # A statement that can stop halfway with ABORT needs a statement journal once it is not its
+    # transaction's first: SQLite spilled it to a temporary file for most of the writer's
+    # statements. A constraint check that ends the whole transaction needs none, and the writer
+    # gives up the whole batch on any failure anyway.
+    sql, parameters = next(_compiled_insert(sqlite_dialect.dialect()).statements([AuditEvent()]))
+    conn = sqlite3.connect(database_file)
+    try:
+        program = conn.execute("EXPLAIN " + sql, parameters).fetchall()
+    finally:
+        conn.close()
+    # EXPLAIN's columns: addr, opcode, p1, p2, ...; a halt's p2 is its conflict resolution.
+    halts = [(row[1], row[3]) for row in program if row[1] in ("Halt", "HaltIfNull") and row[2] != 0]
+    assert halts, "the audit table has NOT NULL columns: their checks should be in the program"
+    assert {p2 for _opcode, p2 in halts} == {_OE_ROLLBACK}
