@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -202,3 +204,39 @@ async def test_resource_updates_reach_subscribed_legacy_clients(fx_gateway: tupl
                     await updated.wait()
         await client.unsubscribe_resource("fixture://static/hello")
     assert uris[0] == "fixture://static/hello"
+
+
+def _count_handler_tasks() -> list[str]:
+    """Record the tasks the running loop makes whose coroutine is a request handler's."""
+    loop = asyncio.get_running_loop()
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        if getattr(coro, "__qualname__", "") == "tools_call":
+            made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)  # type: ignore[arg-type]
+    return made
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_request_nothing_can_park_runs_in_its_own_task(fx_gateway: tuple[str, str], mode: str) -> None:
+    # Only a 2026-07-28 client that can be asked for input (sampling, elicitation or roots) gets
+    # its handler a task of its own, which an input_required round can leave parked.
+    url, key = fx_gateway
+
+    async def roots(ctx: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri="file:///work/project", name="project")])
+
+    made = _count_handler_tasks()
+    try:
+        async with Client(f"{url}/mcp/k/{key}", mode=mode) as client:
+            assert _text(await client.call_tool("fx__echo", {"text": "plain"})) == "plain"
+        assert made == []
+        async with Client(f"{url}/mcp/k/{key}", mode=mode, list_roots_callback=roots) as client:
+            assert _text(await client.call_tool("fx__echo", {"text": "askable"})) == "askable"
+            assert made == ([] if mode == "legacy" else ["tools_call"])
+            assert "file:///work/project" in _text(await client.call_tool("fx__roots", {}))
+    finally:
+        asyncio.get_running_loop().set_task_factory(None)

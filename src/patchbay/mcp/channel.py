@@ -19,7 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from patchbay.jsonrpc_types import JSONObject
-from patchbay.mcp.protocol import INTERNAL_ERROR, LOG_LEVELS, MISSING_CLIENT_CAPABILITY
+from patchbay.mcp.protocol import INTERNAL_ERROR, LOG_LEVELS, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY
 from patchbay.mcp.session import reply_channel
 from patchbay.routing.upstream.base import StreamState
 from patchbay.state.base import SharedStore
@@ -32,6 +32,7 @@ _CAPABILITY_OF = {
     "elicitation/create": "elicitation",
     "roots/list": "roots",
 }
+_INPUT_CAPABILITIES = frozenset(_CAPABILITY_OF.values())
 _ids = itertools.count(1)
 
 
@@ -77,6 +78,14 @@ class ResponseChannel:
         # Set by the exchange that is writing this request's response, to wake it up.
         self.on_activity: Callable[[], None] | None = None
 
+    def may_ask_input(self) -> bool:
+        """Whether an upstream can park this request on an ``input_required`` round.
+
+        Only a 2026-07-28 client that declared sampling, elicitation or roots can be asked:
+        every other request's handler runs to its end in one go.
+        """
+        return self.era == "modern" and not _INPUT_CAPABILITIES.isdisjoint(self._caps)
+
     def upstream_stream(self, state: StreamState) -> None:
         """Mirror the upstream's streaming: a resumable client gets an event stream, closed when it is polled."""
         self.upstream_state = state
@@ -117,7 +126,13 @@ class ResponseChannel:
                 {"requiredCapabilities": {needed: {}}},
             )
         if self.era == "modern":
-            return await self._input_required(method, message)
+            if needed is not None:
+                return await self._input_required(method, message)
+            # Only those three travel in an input_required round (2026-07-28). The gateway is
+            # the upstream's client: it answers a ping itself, and refuses anything else.
+            if method == "ping":
+                return {"jsonrpc": "2.0", "id": upstream_id, "result": {}}
+            return _error(upstream_id, METHOD_NOT_FOUND, f"{method} cannot be sent to a 2026-07-28 client")
         gateway_id = f"pb-{next(_ids)}-{secrets.token_hex(6)}"
         outgoing: JSONObject = {"jsonrpc": "2.0", "id": gateway_id, "method": method}
         if "params" in message:

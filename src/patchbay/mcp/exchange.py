@@ -97,8 +97,9 @@ async def run_exchange(
 ) -> Outcome:
     """Drive a 2026-07-28 request's handler (or a resumed one) to its next answer and write it to ``send``.
 
-    The handler runs in a task of its own, which an ``input_required`` round leaves parked; a
-    2025-11-25 request never parks, and ``run_inline`` serves it in the request's own task.
+    The handler runs in a task of its own, which an ``input_required`` round leaves parked. A
+    request that cannot park (a 2025-11-25 one, or one whose client declared none of sampling,
+    elicitation and roots) goes to ``run_inline``, which serves it in the request's own task.
     """
     loop = asyncio.get_running_loop()
     if resume is not None:
@@ -124,8 +125,7 @@ async def run_exchange(
             await stream.write(channel.queue.popleft())
         if task.done():
             response, code = _response(ctx, method, task)
-            status = ERROR_HTTP_STATUS.get(code, 200) if (code is not None and ctx.era == "modern") else 200
-            return await _final(stream, send, headers, response, code, status)
+            return await _final(stream, send, headers, response, code, _http_status(ctx, code))
         if channel.input_ready:
             round_ = channel.take_round()
             if round_ is None:
@@ -144,6 +144,11 @@ async def run_exchange(
             )
             response = {"jsonrpc": "2.0", "id": ctx.request_id, "result": result}
             return await _final(stream, send, headers, response, None)
+
+
+def _http_status(ctx: RequestContext, code: int | None) -> int:
+    """A 2026-07-28 error answer carries its HTTP status; a legacy one is always 200."""
+    return ERROR_HTTP_STATUS.get(code, 200) if (code is not None and ctx.era == "modern") else 200
 
 
 class _Wake:
@@ -201,10 +206,11 @@ async def run_inline(
     send: Send,
     headers: list[tuple[bytes, bytes]],
 ) -> Outcome:
-    """A 2025-11-25 request: the handler runs in the request's own task.
+    """A request nothing can park: the handler runs in the request's own task.
 
-    Nothing can park it (a legacy client answers server→client requests with POSTs while the
-    stream stays open), so no task has to outlive the response. Most calls end with nothing
+    A legacy client answers server→client requests with POSTs while the stream stays open, and
+    a 2026-07-28 client that declared no sampling, elicitation or roots is never asked for
+    input (``ResponseChannel.may_ask_input``), so no task has to outlive the response. Most calls end with nothing
     on the side and get a plain JSON body; the first side message (or upstream stream state
     to mirror) starts a writer task that streams events while the handler goes on, as the
     task path does. Measured (decision 0008): a task, a wake-up event and a loop turn per request.
@@ -226,7 +232,7 @@ async def run_inline(
     if side.started or channel.queue or channel.upstream_state is not None:
         await side.finish()
     response, code = _answer(ctx, method, result, error)
-    return await _final(side.stream, send, headers, response, code)
+    return await _final(side.stream, send, headers, response, code, _http_status(ctx, code))
 
 
 class _SideWriter:
