@@ -354,6 +354,10 @@ def report(direct: dict[str, Any], gateway: dict[str, Any], args: argparse.Names
         "p50_gateway_over_direct": gateway["p50_ms"] / direct["p50_ms"],
         "p99_gateway_over_direct": gateway["p99_ms"] / direct["p99_ms"],
         "rps_gateway_over_direct": gateway["rps"] / direct["rps"],
+        # Not the verdict: the upstream measured in the same phases as the gateway, under the same
+        # contention (three busy processes on the cores, not two). It moves far less with a noisy
+        # host than the verdict's ratio does: use it to compare two versions (decision 0021 §0).
+        "gateway_cpu_per_call_over_upstream_same_phase": g_cpu["gateway"] / g_cpu["upstream"],
     }
     cpu_ratio = ratios["gateway_cpu_per_call_over_upstream_direct"]
     spread = direct["cpu_ms_per_call_by_round"]["upstream"], gateway["cpu_ms_per_call_by_round"]["gateway"]
@@ -399,6 +403,12 @@ def report(direct: dict[str, Any], gateway: dict[str, Any], args: argparse.Names
             f"{g_cpu['gateway kernel'] / max(d_cpu['upstream kernel'], 1e-9):.2f}x upstream's",
         ),
         ("CPU/call load generator (ms)", f"{d_cpu['loadgen']:.3f}", f"{g_cpu['loadgen']:.3f}", ""),
+        (
+            "gateway over upstream, same phase",
+            "",
+            "",
+            f"{ratios['gateway_cpu_per_call_over_upstream_same_phase']:.2f}x  (A/B aid, not the verdict)",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     print()
