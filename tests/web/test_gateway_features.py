@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
+import httpx
 import mcp_types as types
 import pytest
 from mcp import Client
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from patchbay.settings import Settings
 from tests.fixtures.servers import running_fixture, stdio_command
-from tests.harness import Upstream, add_upstreams, make_key, make_server, running_gateway
+from tests.harness import Upstream, add_upstreams, initialize_request, make_key, make_server, running_gateway
 
 pytestmark = pytest.mark.anyio
 
@@ -240,3 +241,23 @@ async def test_a_request_nothing_can_park_runs_in_its_own_task(fx_gateway: tuple
             assert "file:///work/project" in _text(await client.call_tool("fx__roots", {}))
     finally:
         asyncio.get_running_loop().set_task_factory(None)
+
+
+async def test_a_legacy_request_with_a_request_state_is_still_served_inline(fx_gateway: tuple[str, str]) -> None:
+    # requestState means nothing to a 2025-11-25 session: the request is served like any other.
+    url, key = fx_gateway
+    auth = {"Authorization": f"Bearer {key}"}
+    made = _count_handler_tasks()
+    try:
+        async with httpx.AsyncClient(base_url=url, headers=auth) as http:
+            opened = await http.post("/mcp", json=initialize_request())
+            session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
+            call = {"name": "fx__echo", "arguments": {"text": "still"}, "requestState": "pbc1.elsewhere.token"}
+            answer = await http.post(
+                "/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}, headers=session
+            )
+    finally:
+        asyncio.get_running_loop().set_task_factory(None)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["result"]["content"][0]["text"] == "still"
+    assert made == []

@@ -210,10 +210,10 @@ async def run_inline(
 
     A legacy client answers server→client requests with POSTs while the stream stays open, and
     a 2026-07-28 client that declared no sampling, elicitation or roots is never asked for
-    input (``ResponseChannel.may_ask_input``), so no task has to outlive the response. Most calls end with nothing
-    on the side and get a plain JSON body; the first side message (or upstream stream state
-    to mirror) starts a writer task that streams events while the handler goes on, as the
-    task path does. Measured (decision 0008): a task, a wake-up event and a loop turn per request.
+    input (``ResponseChannel.may_ask_input``), so no task has to outlive the response. Most
+    calls end with nothing on the side and get a plain JSON body; the first side message (or
+    upstream stream state to mirror) starts a writer task that streams events while the handler
+    goes on, as the task path does. Measured (decision 0008): a task, a wake-up event and a loop turn per request.
     """
     channel = ctx.channel
     side = _SideWriter(ctx, send, headers)

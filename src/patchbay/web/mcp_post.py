@@ -241,7 +241,7 @@ def _dispatch(
             f"Method not found: {method}",
             request_id=ctx.request_id,
         )
-    if "requestState" not in params and not ctx.channel.may_ask_input():
+    if ctx.era == "legacy" or ("requestState" not in params and not ctx.channel.may_ask_input()):
         return run_inline(ctx, method, handler, params, send, extra)
     resume = None
     if "requestState" in params:  # a retry after input_required: resume here, or where it is parked
