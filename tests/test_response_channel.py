@@ -53,6 +53,11 @@ async def test_a_modern_client_that_cannot_be_asked_never_gets_an_input_round() 
 
 async def test_a_modern_client_that_can_be_asked_gets_a_round() -> None:
     channel = _channel({"roots": {}})
+    # Still only for the three: a ping is answered here, anything else refused, for every such client.
+    assert (await _ask(channel, {"jsonrpc": "2.0", "id": 1, "method": "ping"}))["result"] == {}
+    refused = await _ask(channel, {"jsonrpc": "2.0", "id": 2, "method": "tasks/whatever"})
+    assert refused["error"]["code"] == METHOD_NOT_FOUND
+    assert not channel.input_ready
     asked = asyncio.create_task(channel.request({"jsonrpc": "2.0", "id": 3, "method": "roots/list"}))
     await asyncio.sleep(0)
     assert channel.input_ready

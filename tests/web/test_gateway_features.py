@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 import anyio
@@ -207,10 +207,12 @@ async def test_resource_updates_reach_subscribed_legacy_clients(fx_gateway: tupl
     assert uris[0] == "fixture://static/hello"
 
 
-def _count_handler_tasks() -> list[str]:
+@contextmanager
+def _handler_tasks() -> Iterator[list[str]]:
     """Record the tasks the running loop makes whose coroutine is a request handler's."""
     loop = asyncio.get_running_loop()
     made: list[str] = []
+    before = loop.get_task_factory()
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
         if getattr(coro, "__qualname__", "") == "tools_call":
@@ -218,11 +220,14 @@ def _count_handler_tasks() -> list[str]:
         return asyncio.Task(coro, loop=loop, **kwargs)
 
     loop.set_task_factory(factory)  # type: ignore[arg-type]
-    return made
+    try:
+        yield made
+    finally:
+        loop.set_task_factory(before)
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_a_request_nothing_can_park_runs_in_its_own_task(fx_gateway: tuple[str, str], mode: str) -> None:
+async def test_a_request_nothing_can_park_runs_inline(fx_gateway: tuple[str, str], mode: str) -> None:
     # Only a 2026-07-28 client that can be asked for input (sampling, elicitation or roots) gets
     # its handler a task of its own, which an input_required round can leave parked.
     url, key = fx_gateway
@@ -230,8 +235,7 @@ async def test_a_request_nothing_can_park_runs_in_its_own_task(fx_gateway: tuple
     async def roots(ctx: ClientRequestContext) -> types.ListRootsResult:
         return types.ListRootsResult(roots=[types.Root(uri="file:///work/project", name="project")])
 
-    made = _count_handler_tasks()
-    try:
+    with _handler_tasks() as made:
         async with Client(f"{url}/mcp/k/{key}", mode=mode) as client:
             assert _text(await client.call_tool("fx__echo", {"text": "plain"})) == "plain"
         assert made == []
@@ -239,16 +243,13 @@ async def test_a_request_nothing_can_park_runs_in_its_own_task(fx_gateway: tuple
             assert _text(await client.call_tool("fx__echo", {"text": "askable"})) == "askable"
             assert made == ([] if mode == "legacy" else ["tools_call"])
             assert "file:///work/project" in _text(await client.call_tool("fx__roots", {}))
-    finally:
-        asyncio.get_running_loop().set_task_factory(None)
 
 
 async def test_a_legacy_request_with_a_request_state_is_still_served_inline(fx_gateway: tuple[str, str]) -> None:
     # requestState means nothing to a 2025-11-25 session: the request is served like any other.
     url, key = fx_gateway
     auth = {"Authorization": f"Bearer {key}"}
-    made = _count_handler_tasks()
-    try:
+    with _handler_tasks() as made:
         async with httpx.AsyncClient(base_url=url, headers=auth) as http:
             opened = await http.post("/mcp", json=initialize_request())
             session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
@@ -256,8 +257,6 @@ async def test_a_legacy_request_with_a_request_state_is_still_served_inline(fx_g
             answer = await http.post(
                 "/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}, headers=session
             )
-    finally:
-        asyncio.get_running_loop().set_task_factory(None)
     assert answer.status_code == 200, answer.text
     assert answer.json()["result"]["content"][0]["text"] == "still"
     assert made == []
