@@ -7,17 +7,15 @@ import asyncio
 import pytest
 
 from patchbay.jsonrpc_types import JSONObject
-from patchbay.mcp.channel import ResponseChannel
+from patchbay.mcp.channel import Era, ResponseChannel
 from patchbay.mcp.protocol import METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY
 from patchbay.state.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 
 
-def _channel(capabilities: JSONObject, era: str = "modern") -> ResponseChannel:
-    return ResponseChannel(
-        era="modern" if era == "modern" else "legacy", store=MemoryStore(), client_capabilities=capabilities
-    )
+def _channel(capabilities: JSONObject, era: Era = "modern") -> ResponseChannel:
+    return ResponseChannel(era=era, store=MemoryStore(), client_capabilities=capabilities)
 
 
 def test_only_a_modern_client_that_declared_input_capabilities_may_be_asked() -> None:
