@@ -16,6 +16,8 @@ from tests.cli.conftest import Cli, in_db, one_error_line
 from tests.services.conftest import Discovered, tool
 
 TOKEN = "cli-canary-bearer-5d20c1"
+# Long enough that a ciphertext cannot contain it by chance (a two-letter value did, ~4 % of runs).
+ENV_VALUE = "cli-canary-env-9b41e7"
 
 
 @pytest.fixture
@@ -51,7 +53,7 @@ def test_credential_add_list_remove_never_show_values(cli: Cli, settings: Settin
     added = cli("credential", "add", "web", "bot", "--bearer-stdin", "--header", "X-Team: t1", input=TOKEN + "\n")
     assert added.exit_code == 0, added.output
     assert TOKEN not in added.output and "t1" not in added.output
-    assert cli("credential", "add", "local", "ci", "--env", "API_TOKEN=e1").exit_code == 0
+    assert cli("credential", "add", "local", "ci", "--env", f"API_TOKEN={ENV_VALUE}").exit_code == 0
     listed = json.loads(cli("credential", "list", "--json").stdout)
     assert [(c["upstream"], c["name"], c["env"], c["headers"]) for c in listed] == [
         ("local", "ci", {"API_TOKEN": "set"}, {}),
@@ -69,7 +71,7 @@ def test_credential_add_list_remove_never_show_values(cli: Cli, settings: Settin
     async def stored(session: AsyncSession) -> list[str]:
         return list((await session.scalars(select(SharedCredential.ciphertext))).all())
 
-    assert all(TOKEN not in c and "e1" not in c for c in in_db(settings, stored))
+    assert all(TOKEN not in c and ENV_VALUE not in c for c in in_db(settings, stored))
 
 
 @pytest.mark.usefixtures("seeded")
