@@ -12,6 +12,13 @@ exchange, the handler table, the pipeline's stages, and all error handling.
 
 The gap between ``audit`` and the real gateway is what the MCP layers cost per call. Decision
 0017 has the figures.
+
+Two more modes keep the whole gateway and knock out a piece of its audit, to split what the
+audit costs (decision 0022):
+
+- ``audit-no-db``: every record is built, queued, counted and encoded into its statements as
+  usual; the statements are not executed (SQLite's own work, its commits and checkpoints);
+- ``no-audit``: every record is built; none is queued (the writer does nothing).
 """
 
 from __future__ import annotations
@@ -76,3 +83,19 @@ if _MODE in ("bare", "audit"):
             gw.audit.submit_nowait(event)
 
     mcp_endpoint.McpEndpoint.__call__ = _floor  # type: ignore[method-assign]
+
+elif _MODE == "audit-no-db":
+    from collections.abc import Iterable
+
+    from patchbay.audit.sqlite_loop import LoopSqlite
+
+    async def _encode_only(self: Any, statements: Iterable[tuple[str, Any]], rows: int) -> None:
+        for _ in statements:  # each chunk's rows are encoded as the generator yields it
+            pass
+
+    LoopSqlite.insert = _encode_only  # type: ignore[method-assign]
+
+elif _MODE == "no-audit":
+    from patchbay.audit.writer import AuditWriter
+
+    AuditWriter.submit_nowait = lambda self, event: True  # type: ignore[method-assign]
