@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from patchbay.audit.events import AuditEvent
+from patchbay.audit.events import AuditEvent, fresh
 from patchbay.audit.writer import AuditWriter
 from patchbay.store import migrate
 from patchbay.store.db import make_engine, make_sessionmaker
@@ -56,7 +56,7 @@ from proxy_overhead import (
 def _events(count: int, tag: str) -> list[AuditEvent]:
     org, server, key, user = (os.urandom(16).hex() for _ in range(4))
     return [
-        AuditEvent(
+        fresh(
             org_id=org,
             server_id=server,
             api_key_id=key,

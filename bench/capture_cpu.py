@@ -52,7 +52,7 @@ def _work() -> int:
 
 async def _measure(via: str, root: Path, calls: int) -> tuple[float, float]:
     from patchbay.audit import payloads
-    from patchbay.audit.events import AuditEvent
+    from patchbay.audit.events import fresh
     from patchbay.audit.objects import LocalObjectStore
 
     if via == "thread":
@@ -72,7 +72,7 @@ async def _measure(via: str, root: Path, calls: int) -> tuple[float, float]:
             await loop.sock_sendall(a, b"ping" * 50)
             await loop.sock_recv(b, 4096)
             if via != "off":
-                event = AuditEvent(method="tools/call", tool_name="echo__echo", org_id="o", server_id="s")
+                event = fresh(method="tools/call", tool_name="echo__echo", org_id="o", server_id="s")
                 await writer.submit(event, payloads.Captured(REQUEST, RESPONSE, len(RESPONSE), "application/json"))
         await writer.aclose()
 

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import create_engine
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from patchbay.audit.events import AuditEvent
+from patchbay.audit.events import AuditEvent, fresh
 from patchbay.audit.writer import _compiled_insert
 from patchbay.store.models import AuditRecord
 
@@ -73,7 +73,7 @@ def _writer(way: str, conn: sqlite3.Connection) -> Callable[[Batch], None]:
 
 def _batches(rows: int, size: int) -> list[Batch]:
     def event() -> AuditEvent:
-        return AuditEvent(
+        return fresh(
             org_id="o" * 32,
             server_id="s" * 32,
             api_key_id="k" * 32,

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from patchbay.audit.events import AuditEvent
+from patchbay.audit.events import AuditEvent, fresh
 from patchbay.audit.payloads import _SMALL_DOCUMENT, Captured, _gzip, decode_payload, encode_payload
 from patchbay.audit.redact import REDACTED, redact, redact_serialized
 
@@ -80,12 +80,12 @@ def test_escaped_names_and_credentials_take_the_full_pass() -> None:
         + b'"}'
     )
     assert redact_serialized(raw) is None
-    document = decode_payload(encode_payload(AuditEvent(method="tools/call"), Captured(raw, b"", 0), cap=10_000))
+    document = decode_payload(encode_payload(fresh(method="tools/call"), Captured(raw, b"", 0), cap=10_000))
     assert document["request"] == {"password": REDACTED, "t": REDACTED, "u": f"a/{REDACTED}"}
 
 
 def _event() -> AuditEvent:
-    return AuditEvent(org_id="o" * 32, server_id="s" * 32, method="tools/call", tool_name="fx__echo")
+    return fresh(org_id="o" * 32, server_id="s" * 32, method="tools/call", tool_name="fx__echo")
 
 
 def test_spliced_and_parsed_documents_read_the_same() -> None:

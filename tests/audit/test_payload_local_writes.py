@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from patchbay.audit import payloads
-from patchbay.audit.events import AuditEvent
+from patchbay.audit.events import AuditEvent, fresh
 from patchbay.audit.objects import LocalObjectStore
 from patchbay.audit.payloads import Captured, PayloadWriter, decode_payload, payload_key
 from patchbay.audit.writer import AuditWriter
@@ -50,7 +50,7 @@ async def audit(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator
 async def _store_all(store: LocalObjectStore, audit: AuditWriter, captured: Captured, n: int) -> list[AuditEvent]:
     writer = PayloadWriter(store, audit, cap=1_000_000, linger=0)
     await writer.start()
-    events = [AuditEvent(method="tools/call", tool_name="fx__echo", org_id="org1", server_id="srv1") for _ in range(n)]
+    events = [fresh(method="tools/call", tool_name="fx__echo", org_id="org1", server_id="srv1") for _ in range(n)]
     for event in events:  # no await suspends here: the writer takes them as one batch
         await writer.submit(event, captured)
     await writer.aclose()

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from patchbay.audit import AuditEvent, AuditWriter, sqlite_loop
+from patchbay.audit import AuditWriter, sqlite_loop
+from patchbay.audit.events import fresh
 from patchbay.audit.sqlite_loop import ROWS_PER_STATEMENT, sqlite_file
 from patchbay.audit.writer import _compiled_insert
 from patchbay.store.db import make_engine
@@ -66,7 +67,7 @@ async def test_other_tasks_run_between_the_statements_of_a_batch(
     statements = 8
     async with AuditWriter(sessionmaker, batch_size=ROWS_PER_STATEMENT * statements, flush_interval=3600) as writer:
         for _ in range(ROWS_PER_STATEMENT * statements):
-            assert writer.submit_nowait(AuditEvent())
+            assert writer.submit_nowait(fresh())
         task = asyncio.create_task(ticker())
         await asyncio.sleep(0)
         before = turns
@@ -89,7 +90,7 @@ async def test_a_batch_waits_for_another_writer_without_failing_or_blocking_the_
     try:
         async with AuditWriter(sessionmaker, flush_interval=0.01) as writer:
             other.execute("BEGIN IMMEDIATE")  # another process holds the write lock, as the CLI may
-            for event in [AuditEvent() for _ in range(5)]:
+            for event in [fresh() for _ in range(5)]:
                 await writer.submit(event)
             await asyncio.sleep(0.2)  # the writer tries, and waits on the loop
             assert writer.written == 0
@@ -119,7 +120,7 @@ async def test_checkpoints_run_in_a_worker_thread_not_on_the_loop(
     monkeypatch.setattr(sqlite_loop, "_checkpoint", recorded)
     async with AuditWriter(sessionmaker, flush_interval=3600) as writer:
         for _ in range(3):
-            for event in [AuditEvent() for _ in range(10)]:
+            for event in [fresh() for _ in range(10)]:
                 await writer.submit(event)
             with anyio.fail_after(WAIT):
                 await writer.flush()
@@ -137,7 +138,7 @@ async def test_no_statement_of_a_batch_needs_a_statement_journal(database_file: 
     # transaction's first: SQLite spilled it to a temporary file for most of the writer's
     # statements. A constraint check that ends the whole transaction needs none, and the writer
     # gives up the whole batch on any failure anyway.
-    sql, parameters = next(_compiled_insert(sqlite_dialect.dialect()).statements([AuditEvent()]))
+    sql, parameters = next(_compiled_insert(sqlite_dialect.dialect()).statements([fresh()]))
     conn = sqlite3.connect(database_file)
     try:
         program = conn.execute("EXPLAIN " + sql, parameters).fetchall()

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from patchbay.audit.events import AuditEvent
+from patchbay.audit.events import fresh
 from patchbay.audit.metrics import CallMetrics, Exposition, render_calls
 from patchbay.settings import Settings
 from tests.fixtures.servers import stdio_command
@@ -74,7 +74,7 @@ async def test_metrics_count_calls_by_server_tool_channel_and_status_and_show_th
 def test_histogram_buckets_are_cumulative_and_label_values_are_escaped() -> None:
     metrics = CallMetrics()
     for ms in (0.5, 3.0, 3.0, 70_000.0):
-        metrics.observe(AuditEvent(server_id='s"1\n', method="tools/call", tool_name="t\\x", duration_ms=ms))
+        metrics.observe(fresh(server_id='s"1\n', method="tools/call", tool_name="t\\x", duration_ms=ms))
     out = Exposition()
     render_calls(out, metrics)
     samples = parse(out.text())

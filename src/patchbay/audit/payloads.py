@@ -288,9 +288,7 @@ class PayloadWriter:
         for (event, _), key, error in zip(batch, keys, results, strict=True):
             if error is None:
                 self.stored += 1
-                # Set in place: the event has been this writer's alone since submit handed it over.
-                event.payload_key = key
-                event.payload_stored_at = now
+                event = event._replace(payload_key=key, payload_stored_at=now)
             else:
                 self.failed += 1
                 logger.warning("could not store the payload of audit record %s: %s", event.id, redact_text(str(error)))

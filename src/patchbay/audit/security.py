@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from patchbay.audit.context import current_request_id
 from patchbay.audit.events import AuditEvent
 from patchbay.audit.writer import AuditWriter
-from patchbay.store.models import AuditRecord
+from patchbay.store.models import AuditRecord, new_id, utcnow
 
 __all__ = ["AuditEvent", "Channel", "SecurityEventName", "record", "security_event", "submit"]
 
@@ -58,6 +58,8 @@ def security_event(
 ) -> AuditEvent:
     """An audit event describing one security event; the request id is taken from the context."""
     return AuditEvent(
+        id=new_id(),
+        created_at=utcnow(),
         event=event,
         channel=channel,
         status=status,

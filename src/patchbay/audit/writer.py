@@ -416,7 +416,7 @@ class _CompiledInsert:
             yield sql, tuple(chain.from_iterable(chunk))
 
     def encode(self, events: Sequence[AuditEvent]) -> list[tuple[Any, ...]]:
-        rows = [event.values() for event in events]
+        rows: list[tuple[Any, ...]] = list(events)  # an event is its row's values, in order
         if not self._in_order:
             order = self._order
             rows = [tuple(row[i] for i in order) for row in rows]

@@ -46,7 +46,7 @@ def parse_moment(text: str, *, option: str) -> datetime:
 
 def record_json(record: AuditEvent, servers: dict[str, str]) -> dict[str, Any]:
     """A record as JSON, with the server's slug beside its id."""
-    out: dict[str, Any] = {name: getattr(record, name) for name in AuditEvent.__dataclass_fields__}
+    out = record.as_row()
     out["server"] = servers.get(record.server_id or "")
     return out
 

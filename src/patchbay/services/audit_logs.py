@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from patchbay.audit.events import AuditEvent
+from patchbay.audit.events import FIELD_NAMES, AuditEvent
 from patchbay.audit.objects import ObjectStore
 from patchbay.audit.payloads import decode_payload
 from patchbay.errors import InvalidInput, NotFound
@@ -31,7 +31,6 @@ MAX_PAGE = 1000
 _ID = re.compile(r"[0-9a-f]{32}")
 _STATUSES = frozenset({"ok", "error", "denied"})
 _CHANNELS = frozenset({"mcp", "api", "cli"})
-_EVENT_FIELDS = tuple(f.name for f in fields(AuditEvent))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,7 +123,7 @@ def _where(query: LogQuery) -> list[ColumnElement[bool]]:
 
 def to_event(row: AuditRecord) -> AuditEvent:
     """A stored row as the frozen value every other stage uses (times made UTC-aware)."""
-    values: dict[str, Any] = {name: getattr(row, name) for name in _EVENT_FIELDS}
+    values: dict[str, Any] = {name: getattr(row, name) for name in FIELD_NAMES}
     values["created_at"] = _utc(values["created_at"])
     values["payload_stored_at"] = _utc(values["payload_stored_at"])
     return AuditEvent(**values)

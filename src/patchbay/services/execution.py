@@ -27,7 +27,7 @@ from patchbay.policy.credentials import PERSONAL
 from patchbay.routing.catalog import CatalogCache, ToolRoute, Upstream, build_catalog, load_upstream
 from patchbay.routing.upstream.pool import UpstreamPool
 from patchbay.services.local_tools import find_tool, local_target
-from patchbay.store.models import LocalTool, ServerTemplate, Tool
+from patchbay.store.models import LocalTool, ServerTemplate, Tool, new_id, utcnow
 
 KeepAudit = Callable[[AuditEvent], Awaitable[None]]
 
@@ -197,6 +197,8 @@ def audit_event(record: CallRecord, *, bytes_in: int = 0, bytes_out: int = 0) ->
     else:
         key_id, prefix, method = caller.key_id, caller.prefix, "tool_key"
     return AuditEvent(
+        id=new_id(),
+        created_at=utcnow(),
         org_id=caller.org_id,
         server_id=server_id,
         api_key_id=key_id,
