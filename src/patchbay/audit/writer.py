@@ -367,8 +367,8 @@ class _CompiledInsert:
         compiled = _insert_ignoring_duplicates(dialect).compile(dialect=dialect, column_keys=list(FIELD_NAMES))
         self.sql = compiled.string
         order = compiled.positiontup or list(FIELD_NAMES)
-        self._order = [FIELD_NAMES.index(name) for name in order]
-        self._in_order = self._order == list(range(len(FIELD_NAMES)))
+        if tuple(order) != FIELD_NAMES:  # an event is bound as it is: its fields are the columns, in order
+            raise RuntimeError(f"AuditEvent's fields are not in the INSERT's column order: {order}")
         # The dialect's own bind processors (say datetime -> text on SQLite), so values are stored
         # exactly as SQLAlchemy would store them; most columns have none.
         processors: list[tuple[int, Callable[[Any], Any]]] = []
@@ -417,9 +417,6 @@ class _CompiledInsert:
 
     def encode(self, events: Sequence[AuditEvent]) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = list(events)  # an event is its row's values, in order
-        if not self._in_order:
-            order = self._order
-            rows = [tuple(row[i] for i in order) for row in rows]
         if not self._processors:
             return rows
         encoded = []
@@ -431,7 +428,7 @@ class _CompiledInsert:
                     try:
                         values[position] = process(value)
                     except (TypeError, ValueError) as exc:
-                        raise _BadValue(f"{FIELD_NAMES[self._order[position]]}: {exc}") from exc
+                        raise _BadValue(f"{FIELD_NAMES[position]}: {exc}") from exc
             encoded.append(tuple(values))
         return encoded
 
